@@ -1,0 +1,36 @@
+# make demo: set everything up on a fresh clone and run the demo.
+# make test: set everything up and run the whole test suite (lint, types, import contract, pytest).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint check venv clean bench
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch alone first: this machine has its CPU wheel on disk; a combined resolve
+	# could start downloading a multi-GB CUDA build instead.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/lsdctl demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check lsdctl daemon engine tests bench
+	$(BIN)/mypy lsdctl daemon engine/config.py engine/geometry.py
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,185 @@
+"""`lsdctl data check`: what each project volume holds, and every problem with it.
+
+A problem is an `error` when the volume cannot be used for what its split is for
+(training needs raw, labels and labelled voxels at the project's voxel size), and a
+`warning` when it can, but probably not as the user intends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from engine.config import ProjectConfig
+from engine.data import volume
+from engine.project import SPLITS, Project
+
+
+@dataclass
+class Problem:
+    severity: Literal["error", "warning"]
+    message: str
+
+
+@dataclass
+class ArrayInfo:
+    shape: list[int]
+    dtype: str
+    voxel_size: list[int]
+    offset: list[int]
+
+
+@dataclass
+class VolumeReport:
+    name: str
+    split: str
+    path: str
+    arrays: dict[str, ArrayInfo] = field(default_factory=dict)
+    label_count: int | None = None
+    labelled_fraction: float | None = None
+    mask_coverage: float | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["usable"] = self.usable
+        return data
+
+    def error(self, message: str) -> None:
+        self.problems.append(Problem("error", message))
+
+    def warn(self, message: str) -> None:
+        self.problems.append(Problem("warning", message))
+
+
+def check_project(project: Project) -> list[VolumeReport]:
+    config = project.load_config()
+    return [
+        check_volume(path, split, config)
+        for split in SPLITS
+        for path in project.volumes(split)
+    ]
+
+
+def check_volume(path: Path, split: str, config: ProjectConfig) -> VolumeReport:
+    report = VolumeReport(name=path.stem, split=split, path=str(path))
+    arrays = {}
+    for name in volume.array_names(path) if path.is_dir() else []:
+        try:
+            arrays[name] = volume.open_array(path, name)
+        except Exception as exc:  # a damaged array is a finding, not a crash
+            report.error(f"array {name} cannot be opened: {exc}")
+    for name, array in arrays.items():
+        report.arrays[name] = ArrayInfo(
+            shape=list(array.shape),
+            dtype=str(array.dtype),
+            voxel_size=list(array.voxel_size),
+            offset=list(array.offset),
+        )
+    raw = arrays.get(volume.RAW)
+    labels = arrays.get(volume.LABELS)
+    mask = arrays.get(volume.MASK)
+    training = split == "train"
+    if raw is None:
+        report.error("no raw array: re-import the volume with `lsdctl data import`")
+    if labels is None:
+        if training:
+            report.error("no labels: training volumes need neuron ids (re-import with --labels)")
+        else:
+            report.warn("no labels: it can be predicted and segmented but not evaluated")
+    _check_geometry(report, config, raw, labels, mask)
+    if raw is not None:
+        _check_raw(report, raw, config)
+    if labels is not None:
+        _check_labels(report, labels, mask, training, config)
+    return report
+
+
+def _check_geometry(
+    report: VolumeReport, config: ProjectConfig, raw: Any, labels: Any, mask: Any
+) -> None:
+    dims = config.data.dims
+    expected = tuple(config.data.voxel_size)
+    for name, array in ((volume.RAW, raw), (volume.LABELS, labels), (volume.MASK, mask)):
+        if array is None:
+            continue
+        if len(array.shape) != dims:
+            report.error(
+                f"{name} is {len(array.shape)}D but the project is {dims}D (data.dims)"
+            )
+            continue
+        if tuple(array.voxel_size) != expected:
+            report.error(
+                f"{name} voxel size {list(array.voxel_size)} nm differs from the project's "
+                f"data.voxel_size {list(expected)}: re-import with --voxel-size, or set "
+                "data.voxel_size (and a fitting model) with `lsdctl config set`"
+            )
+    if raw is not None and labels is not None and len(raw.shape) == len(labels.shape):
+        if not raw.roi.contains(labels.roi):
+            report.error(
+                f"labels ROI {labels.roi} is not inside the raw ROI {raw.roi}: re-import both "
+                "with the same offset"
+            )
+    if labels is not None and mask is not None and labels.roi != mask.roi:
+        report.error(f"labels_mask ROI {mask.roi} differs from the labels ROI {labels.roi}")
+
+
+def _check_raw(report: VolumeReport, raw: Any, config: ProjectConfig) -> None:
+    if raw.dtype != np.uint8:
+        report.error(f"raw is {raw.dtype}, not uint8: re-import it (data import scales it)")
+        return
+    low, high = 255, 0
+    for block in volume.iter_blocks(raw.shape, _scan_block(raw.shape)):
+        data = np.asarray(raw.data[block])
+        low, high = min(low, int(data.min())), max(high, int(data.max()))
+    if low == high:
+        report.error(f"raw is constant ({low}): nothing to learn from")
+    input_shape = config.model.input_shape
+    if len(raw.shape) == len(input_shape) and any(
+        s < i for s, i in zip(raw.shape, input_shape)
+    ):
+        report.warn(
+            f"raw {list(raw.shape)} is smaller than the model input {input_shape}: "
+            "training pads it, which wastes most of each sample"
+        )
+
+
+def _check_labels(
+    report: VolumeReport, labels: Any, mask: Any, training: bool, config: ProjectConfig
+) -> None:
+    ids: set[int] = set()
+    labelled = masked = 0
+    total = int(np.prod(labels.shape))
+    for block in volume.iter_blocks(labels.shape, _scan_block(labels.shape)):
+        data = np.asarray(labels.data[block])
+        ids.update(int(i) for i in np.unique(data) if i != 0)
+        labelled += int(np.count_nonzero(data))
+        if mask is not None and mask.shape == labels.shape:
+            masked += int(np.count_nonzero(np.asarray(mask.data[block])))
+    report.label_count = len(ids)
+    report.labelled_fraction = labelled / total if total else 0.0
+    if mask is not None and mask.shape == labels.shape:
+        report.mask_coverage = masked / total if total else 0.0
+    if not ids:
+        (report.error if training else report.warn)("labels are all 0 (no neuron ids)")
+    if report.mask_coverage is not None:
+        if report.mask_coverage == 0:
+            (report.error if training else report.warn)(
+                "labels_mask is all 0: no voxel counts as labelled"
+            )
+        elif training and report.mask_coverage < config.preprocess.min_masked:
+            report.warn(
+                f"labels_mask covers {report.mask_coverage:.0%} of the volume, less than "
+                f"preprocess.min_masked ({config.preprocess.min_masked:.0%}): few samples qualify"
+            )
+
+
+def _scan_block(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return volume.default_chunks(shape)

@@ -1,0 +1,121 @@
+"""Project volumes: zarr containers with `raw`, `labels` and `labels_mask` arrays.
+
+Arrays carry voxel size and offset (nm) as funlib.persistence metadata, and also the
+`resolution` attribute that older gunpowder sources read. Read them through
+`open_array` (funlib.persistence), never through gunpowder's ZarrSource.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RAW = "raw"
+LABELS = "labels"
+MASK = "labels_mask"
+
+
+def axis_names(dims: int) -> list[str]:
+    return ["z", "y", "x"][-dims:]
+
+
+def default_chunks(shape: Sequence[int]) -> tuple[int, ...]:
+    """Chunks of a few MB: whole sections in 2D, 32-section slabs of 256² tiles in 3D."""
+    if len(shape) == 2:
+        return tuple(min(s, 512) for s in shape)
+    return (min(shape[0], 32), *(min(s, 256) for s in shape[1:]))
+
+
+def create_array(
+    container: Path,
+    name: str,
+    shape: Sequence[int],
+    dtype: Any,
+    voxel_size: Sequence[int],
+    offset: Sequence[int],
+    chunks: Sequence[int] | None = None,
+    mode: str = "w",
+) -> Any:
+    """Create `container/name` with funlib metadata; returns the zarr array to write into."""
+    import zarr
+    from funlib.geometry import Coordinate
+    from funlib.persistence import prepare_ds
+
+    zarr.open_group(str(container), mode="a")
+    dims = len(voxel_size)
+    prepare_ds(
+        str(container / name),
+        shape=tuple(shape),
+        offset=Coordinate(offset),
+        voxel_size=Coordinate(voxel_size),
+        axis_names=axis_names(dims)[: len(shape)] if len(shape) == dims else None,
+        units=["nm"] * dims,
+        chunk_shape=tuple(chunks or default_chunks(shape)),
+        dtype=dtype,
+        mode=mode,
+        custom_metadata={"resolution": list(voxel_size)},
+    )
+    return zarr.open(str(container / name), mode="r+")
+
+
+def open_array(container: Path, name: str, mode: str = "r") -> Any:
+    """A funlib.persistence Array (voxel size, offset, ROI) of `container/name`."""
+    from funlib.persistence import open_ds
+
+    return open_ds(str(container / name), mode=mode)
+
+
+def array_names(container: Path) -> list[str]:
+    return sorted(p.name for p in container.iterdir() if (p / ".zarray").exists())
+
+
+def iter_blocks(shape: Sequence[int], block: Sequence[int]) -> Iterator[tuple[slice, ...]]:
+    """Slices that tile `shape` in blocks of `block` (the last ones may be smaller)."""
+    grids = [range(0, s, b) for s, b in zip(shape, block)]
+    for starts in np.ndindex(*[len(g) for g in grids]):
+        yield tuple(
+            slice(g[i], min(g[i] + b, s)) for g, i, b, s in zip(grids, starts, block, shape)
+        )
+
+
+@contextlib.contextmanager
+def staged(target: Path) -> Iterator[Path]:
+    """A hidden folder beside `target` that replaces it only if the block succeeds.
+
+    Any failure, Ctrl-C included, removes the folder: a volume is either complete or
+    absent, never half-written.
+    """
+    tmp = target.parent / f".{target.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_volume(
+    target: Path,
+    raw: np.ndarray,
+    labels: np.ndarray | None,
+    voxel_size: Sequence[int],
+    offset: Sequence[int] | None = None,
+    mask: np.ndarray | None = None,
+) -> None:
+    """Write in-memory arrays as a project volume (atomically, see `staged`)."""
+    offset = offset or [0] * len(voxel_size)
+    with staged(target) as tmp:
+        create_array(tmp, RAW, raw.shape, np.uint8, voxel_size, offset)[:] = raw
+        if labels is not None:
+            create_array(tmp, LABELS, labels.shape, np.uint64, voxel_size, offset)[:] = labels
+            out_mask = create_array(tmp, MASK, labels.shape, np.uint8, voxel_size, offset)
+            out_mask[:] = 1 if mask is None else (mask > 0).astype(np.uint8)

@@ -1,0 +1,202 @@
+"""`lsdctl data import|synth|check`: get volumes into a project and see what they hold."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from engine.project import Project, check_name
+from lsdctl.cli._guard import guarded, parse_ints
+
+app = typer.Typer(
+    help="Import volumes into a project, make synthetic ones, and check them.",
+    no_args_is_help=True,
+)
+
+_PROJECT = typer.Option(..., "--project", "-P", help="Project name (see `lsdctl init`).")
+_SPLIT = typer.Option("train", "--split", help="train (sampled for training) or test (predicted and evaluated).")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
+
+@app.command("import")
+@guarded
+def import_(
+    source: Path = typer.Argument(
+        ..., help="Raw volume: HDF5 (CREMI-style or any key), TIFF image/stack, or zarr/N5."
+    ),
+    project: str = _PROJECT,
+    split: str = _SPLIT,
+    name: str | None = typer.Option(None, "--name", help="Volume name (default: the file's name)."),
+    labels: Path | None = typer.Option(None, "--labels", help="File with the neuron ids, if not in SOURCE."),
+    raw_key: str | None = typer.Option(None, "--raw-key", help="Dataset of the raw data (found automatically if unique or CREMI)."),
+    labels_key: str | None = typer.Option(None, "--labels-key", help="Dataset of the neuron ids."),
+    mask: Path | None = typer.Option(None, "--mask", help="File with a mask of labelled voxels (non-zero = labelled)."),
+    mask_key: str | None = typer.Option(None, "--mask-key", help="Dataset of the mask."),
+    voxel_size: str | None = typer.Option(None, "--voxel-size", help="Voxel size in nm, z,y,x (default: from the file, else the project's)."),
+    offset: str | None = typer.Option(None, "--offset", help="Offset in nm, z,y,x (default: from the file, else 0)."),
+    crop: str | None = typer.Option(None, "--crop", help="Import part of the volume, in voxels: e.g. 0:35,:,: for the first 35 sections."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a volume of the same name."),
+) -> None:
+    """Copy a volume into PROJECT/SPLIT/NAME.zarr as raw (uint8), labels (uint64), labels_mask.
+
+    Reads block by block with a progress bar; a volume is written completely or not at all.
+
+    Examples:
+
+      lsdctl data import sample_A.hdf --project brain1            # CREMI: keys and resolution found
+
+      lsdctl data import train-image.h5 --labels train-gt.h5 --project p --voxel-size 10,10,10
+    """
+    from engine.data.importer import ImportRequest, import_volume, parse_crop
+
+    proj = Project.open(project)
+    request = ImportRequest(
+        source=source,
+        split=split,
+        name=name,
+        labels=labels,
+        raw_key=raw_key,
+        labels_key=labels_key,
+        mask=mask,
+        mask_key=mask_key,
+        voxel_size=parse_ints(voxel_size, "--voxel-size"),
+        offset=parse_ints(offset, "--offset"),
+        crop=parse_crop(crop) if crop else None,
+        overwrite=overwrite,
+    )
+    proj.split_dir(split)  # an unknown split fails before any reading
+    with _progress() as bar:
+        task = bar.add_task(f"importing {source.name}", total=None)
+        report = import_volume(
+            proj, request, progress=lambda done, total: bar.update(task, completed=done, total=total)
+        )
+    for note in report.notes:
+        typer.echo(f"note: {note}")
+    scaled = (
+        f", raw {report.raw_dtype} scaled from [{report.raw_scaled_from[0]:g}, "
+        f"{report.raw_scaled_from[1]:g}] to uint8"
+        if report.raw_scaled_from
+        else ""
+    )
+    typer.echo(
+        f"imported {report.path.parent.name}/{report.path.name}: shape {list(report.shape)}, "
+        f"voxel size {list(report.voxel_size)} nm, offset {list(report.offset)} nm, "
+        f"arrays {', '.join(report.arrays)}{scaled}"
+    )
+    typer.echo(f"next: lsdctl data check --project {project}")
+
+
+@app.command("synth")
+@guarded
+def synth(
+    project: str = _PROJECT,
+    split: str = _SPLIT,
+    shape: str | None = typer.Option(None, "--shape", help="Shape in voxels, z,y,x (default: fits the model twice per axis)."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (default: 0 for train, 1 for test)."),
+    name: str | None = typer.Option(None, "--name", help="Volume name (default: synth<seed>)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a volume of the same name."),
+) -> None:
+    """Generate a deterministic EM-like volume with dense labels (for demos and tests).
+
+    Dark membranes between textured cell bodies, blurred and noisy, at the project's
+    voxel size; the same seed always gives the same volume.
+    """
+    from engine.data.volume import write_volume
+    from engine.errors import InputError
+    from engine.synth import synthesize
+
+    proj = Project.open(project)
+    config = proj.load_config()
+    seed = seed if seed is not None else (0 if split == "train" else 1)
+    volume_name = check_name(name or f"synth{seed}", what="volume name")
+    target = proj.split_dir(split) / f"{volume_name}.zarr"
+    if target.exists() and not overwrite:
+        raise InputError(
+            f"volume {split}/{volume_name}.zarr already exists in {project}: pass --name or --overwrite"
+        )
+    dims = config.data.dims
+    size = parse_ints(shape, "--shape") or default_synth_shape(config.model.input_shape)
+    if len(size) != dims:
+        raise InputError(f"--shape needs {dims} values for this {dims}D project, got {size}")
+    raw, labels = synthesize(size, config.data.voxel_size, seed=seed)
+    write_volume(target, raw, labels, config.data.voxel_size)
+    typer.echo(
+        f"wrote {split}/{volume_name}.zarr: shape {list(raw.shape)}, {int(labels.max())} cells, "
+        f"voxel size {config.data.voxel_size} nm (seed {seed})"
+    )
+
+
+def default_synth_shape(input_shape: list[int]) -> list[int]:
+    floor = 64 if len(input_shape) == 3 else 256
+    return [max(floor, 2 * s) for s in input_shape]
+
+
+@app.command("check")
+@guarded
+def check(
+    project: str = _PROJECT,
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Report each volume's shape, dtype, voxel size, offset, labels and mask, and every problem.
+
+    Exits 1 when a training volume is unusable (or there is none), 0 otherwise.
+    """
+    from engine.data.check import check_project
+
+    proj = Project.open(project)
+    reports = check_project(proj)
+    train_ok = any(r.split == "train" for r in reports) and all(
+        r.usable for r in reports if r.split == "train"
+    )
+    if as_json:
+        typer.echo(json.dumps({"project": project, "ok": train_ok, "volumes": [r.to_dict() for r in reports]}, indent=2))
+    else:
+        _print_reports(project, reports)
+    if not any(r.split == "train" for r in reports) and not as_json:
+        typer.echo(
+            f"no training volumes: add one with `lsdctl data import FILE --project {project}` "
+            f"or `lsdctl data synth --project {project}`"
+        )
+    if not train_ok:
+        raise typer.Exit(1)
+
+
+def _print_reports(project: str, reports: list) -> None:  # type: ignore[type-arg]
+    console = Console(width=max(Console().width, 120))
+    table = Table(title=f"volumes of {project}")
+    for column in ("volume", "shape", "voxel nm", "offset nm", "labels", "labelled", "mask", "status"):
+        table.add_column(column)
+    for r in reports:
+        raw = r.arrays.get("raw")
+        status = "[green]ok[/]" if r.usable else "[red]unusable[/]"
+        if r.usable and r.problems:
+            status = "[yellow]ok, warnings[/]"
+        table.add_row(
+            f"{r.split}/{r.name}",
+            "×".join(map(str, raw.shape)) if raw else "-",
+            ",".join(map(str, raw.voxel_size)) if raw else "-",
+            ",".join(map(str, raw.offset)) if raw else "-",
+            str(r.label_count) if r.label_count is not None else "-",
+            f"{r.labelled_fraction:.0%}" if r.labelled_fraction is not None else "-",
+            f"{r.mask_coverage:.0%}" if r.mask_coverage is not None else "-",
+            status,
+        )
+    console.print(table)
+    for r in reports:
+        for problem in r.problems:
+            console.print(f"{r.split}/{r.name}: {problem.severity}: {problem.message}", highlight=False, markup=False)
