@@ -31,7 +31,12 @@ from pydantic import (
 )
 
 from engine.errors import InputError
-from engine.geometry import GeometryError, UNetGeometry
+from engine.geometry import (
+    GeometryError,
+    UNetGeometry,
+    two_stage_input_shape_for_output,
+    two_stage_output_shape,
+)
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 DEFAULT_PRESET = "tiny"
@@ -61,9 +66,7 @@ class SystemConfig(_Section):
     num_workers: PositiveInt = Field(
         4, description="Worker processes that prepare training batches (gunpowder PreCache)."
     )
-    cache_size: PositiveInt = Field(
-        40, description="Batches kept ready by the training pre-cache."
-    )
+    cache_size: PositiveInt = Field(40, description="Batches kept ready by the training pre-cache.")
     gpus: list[Annotated[int, Field(ge=0)]] = Field(
         default_factory=list,
         description="GPU indices a run may use; empty means any free GPU, or the CPU if none.",
@@ -81,8 +84,12 @@ class DataConfig(_Section):
         description="Voxel size in whole nm, z first; one value per dimension.",
     )
     raw_key: str = Field("raw", description="Dataset of the raw EM intensities (uint8).")
-    labels_key: str = Field("labels", description="Dataset of the neuron ids (uint64, 0 = background).")
-    mask_key: str = Field("labels_mask", description="Dataset of the mask of labelled voxels (uint8).")
+    labels_key: str = Field(
+        "labels", description="Dataset of the neuron ids (uint64, 0 = background)."
+    )
+    mask_key: str = Field(
+        "labels_mask", description="Dataset of the mask of labelled voxels (uint8)."
+    )
 
     @field_validator("voxel_size")
     @classmethod
@@ -129,7 +136,9 @@ class AugmentConfig(_Section):
     max_misalign: Annotated[int, Field(ge=0)] = Field(
         10, description="Largest misalignment in voxels (anisotropic data only)."
     )
-    simple: bool = Field(True, description="Random mirrors and transposes (xy only if anisotropic).")
+    simple: bool = Field(
+        True, description="Random mirrors and transposes (xy only if anisotropic)."
+    )
     intensity_scale: tuple[float, float] = Field(
         (0.9, 1.1), description="Range of the random intensity scale."
     )
@@ -165,7 +174,8 @@ class TrainConfig(_Section):
     )
     keep_checkpoints: PositiveInt = Field(5, description="How many recent checkpoints to keep.")
     snapshot_every: Annotated[int, Field(ge=0)] = Field(
-        1000, description="Write raw, targets and predictions to a zarr every N iterations (0: never)."
+        1000,
+        description="Write raw, targets and predictions to a zarr every N iterations (0: never).",
     )
     amp: bool = Field(False, description="Mixed precision (bf16/fp16 autocast) on CUDA.")
     tensorboard: bool = Field(False, description="Also write TensorBoard event files.")
@@ -194,7 +204,8 @@ class ModelConfig(_Section):
     )
     kernel_size_down: list[list[list[PositiveInt]]] = Field(
         default_factory=lambda: [[[3, 3, 3], [3, 3, 3]]] * 4,
-        description="Convolution kernels of each level on the way down (one more level than factors).",
+        description="Convolution kernels of each level on the way down "
+        "(one more level than factors).",
     )
     kernel_size_up: list[list[list[PositiveInt]]] = Field(
         default_factory=lambda: [[[3, 3, 3], [3, 3, 3]]] * 3,
@@ -272,8 +283,14 @@ class SegmentConfig(_Section):
         10, description="Minimum distance in voxels between watershed seeds."
     )
     merge_function: Literal[
-        "hist_quant_10", "hist_quant_25", "hist_quant_50", "hist_quant_75",
-        "hist_quant_90", "mean", "max", "min",
+        "hist_quant_10",
+        "hist_quant_25",
+        "hist_quant_50",
+        "hist_quant_75",
+        "hist_quant_90",
+        "mean",
+        "max",
+        "min",
     ] = Field("hist_quant_75", description="waterz merge function (the paper used hist_quant_75).")
     thresholds: list[Fraction] = Field(
         default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
@@ -318,15 +335,7 @@ class ProjectConfig(_Section):
                 raise ValueError(f"train.augment.{name} must be (low, high), got ({low}, {high})")
         model = self.model
         _arity("model.input_shape", model.input_shape, dims)
-        try:
-            output = model.geometry().output_shape(model.input_shape)
-        except GeometryError as exc:
-            near = model.geometry().valid_input_shapes_near(model.input_shape) if len(
-                model.input_shape) == dims else []
-            hint = f"; valid input shapes nearby: {', '.join(map(str, map(list, near)))}" if near else ""
-            raise ValueError(
-                f"model.input_shape {model.input_shape} does not fit the UNet: {exc}{hint}"
-            ) from None
+        output = _output_shape(model, self.train.model_type, dims)
         if model.output_shape is None:
             # Bypass validate_assignment: this is derived, not user input.
             object.__setattr__(model, "output_shape", list(output))
@@ -353,7 +362,8 @@ class ProjectConfig(_Section):
         """Voxels each block reads beyond its write ROI, on each side."""
         if self.predict.context is not None:
             return list(self.predict.context)
-        return list(self.model.geometry().context(self.model.input_shape))
+        assert self.model.output_shape is not None  # set by validation
+        return [(i - o) // 2 for i, o in zip(self.model.input_shape, self.model.output_shape)]
 
     def block_shape(self) -> list[int]:
         assert self.model.output_shape is not None  # set by validation
@@ -366,6 +376,36 @@ class ProjectConfig(_Section):
 
     def num_lsds(self) -> int:
         return 10 if self.data.dims == 3 else 6
+
+
+def _output_shape(model: ModelConfig, model_type: ModelType, dims: int) -> tuple[int, ...]:
+    """The network output for model.input_shape, or ValueError with valid shapes nearby."""
+    geometry = model.geometry()
+    if model_type in (ModelType.ACLSD, ModelType.ACRLSD):
+        try:
+            return two_stage_output_shape(geometry, geometry, model.input_shape)
+        except GeometryError as exc:
+            try:
+                hint = (
+                    "; the smallest input that works is "
+                    f"{list(two_stage_input_shape_for_output(geometry, geometry, [1] * dims))}"
+                )
+            except GeometryError:
+                hint = ""
+            raise ValueError(
+                f"model.input_shape {model.input_shape} is too small for {model_type.value}, "
+                f"which chains two UNets: {exc}{hint}"
+            ) from None
+    try:
+        return geometry.output_shape(model.input_shape)
+    except GeometryError as exc:
+        near = geometry.valid_input_shapes_near(model.input_shape)
+        hint = (
+            f"; valid input shapes nearby: {', '.join(str(list(n)) for n in near)}" if near else ""
+        )
+        raise ValueError(
+            f"model.input_shape {model.input_shape} does not fit the UNet: {exc}{hint}"
+        ) from None
 
 
 def _arity(name: str, values: list[Any], dims: int) -> None:
@@ -466,7 +506,9 @@ def _fill(container: Any, section: BaseModel) -> None:
         extra = field.json_schema_extra
         if isinstance(extra, dict) and extra.get("derived"):
             # Written as a comment: a stored derived value would go stale on hand edits.
-            container.add(tomlkit.comment(f"{key} = {_plain(value)}  (computed; {field.description})"))
+            container.add(
+                tomlkit.comment(f"{key} = {_plain(value)}  (computed; {field.description})")
+            )
             continue
         if value is None:
             container.add(tomlkit.comment(f"{key}: {field.description} (unset)"))
@@ -474,7 +516,7 @@ def _fill(container: Any, section: BaseModel) -> None:
         if field.description:
             container.add(tomlkit.comment(field.description))
         container.add(key, _plain(value))
-    for key, field in tables.items():
+    for key in tables:
         table = tomlkit.table()
         doc = type(getattr(section, key)).__doc__
         if doc:
@@ -538,9 +580,7 @@ def resolve_key(config: ProjectConfig, dotted: str) -> list[str]:
         if match is None:
             options = ", ".join(fields)
             where = ".".join(path) or "the top level"
-            raise InputError(
-                f"unknown config key {dotted!r}: {where} has {options}"
-            )
+            raise InputError(f"unknown config key {dotted!r}: {where} has {options}")
         path.append(match)
         section = getattr(section, match)
         if i == len(parts) - 1 and _is_section(section):

@@ -62,9 +62,7 @@ class VolumeReport:
 def check_project(project: Project) -> list[VolumeReport]:
     config = project.load_config()
     return [
-        check_volume(path, split, config)
-        for split in SPLITS
-        for path in project.volumes(split)
+        check_volume(path, split, config) for split in SPLITS for path in project.volumes(split)
     ]
 
 
@@ -96,7 +94,7 @@ def check_volume(path: Path, split: str, config: ProjectConfig) -> VolumeReport:
             report.warn("no labels: it can be predicted and segmented but not evaluated")
     _check_geometry(report, config, raw, labels, mask)
     if raw is not None:
-        _check_raw(report, raw, config)
+        _check_raw(report, raw, config, training)
     if labels is not None:
         _check_labels(report, labels, mask, training, config)
     return report
@@ -107,20 +105,25 @@ def _check_geometry(
 ) -> None:
     dims = config.data.dims
     expected = tuple(config.data.voxel_size)
-    for name, array in ((volume.RAW, raw), (volume.LABELS, labels), (volume.MASK, mask)):
-        if array is None:
-            continue
+    present = [
+        (n, a)
+        for n, a in ((volume.RAW, raw), (volume.LABELS, labels), (volume.MASK, mask))
+        if a is not None
+    ]
+    for name, array in present:
         if len(array.shape) != dims:
-            report.error(
-                f"{name} is {len(array.shape)}D but the project is {dims}D (data.dims)"
-            )
-            continue
-        if tuple(array.voxel_size) != expected:
-            report.error(
-                f"{name} voxel size {list(array.voxel_size)} nm differs from the project's "
-                f"data.voxel_size {list(expected)}: re-import with --voxel-size, or set "
-                "data.voxel_size (and a fitting model) with `lsdctl config set`"
-            )
+            report.error(f"{name} is {len(array.shape)}D but the project is {dims}D (data.dims)")
+    sizes = {tuple(a.voxel_size) for _, a in present}
+    if len(sizes) > 1:
+        listing = ", ".join(f"{n} {list(a.voxel_size)}" for n, a in present)
+        report.error(f"arrays disagree on the voxel size ({listing}): re-import the volume")
+    elif sizes and sizes != {expected}:
+        (found,) = sizes
+        report.error(
+            f"voxel size {list(found)} nm differs from the project's data.voxel_size "
+            f"{list(expected)}: re-import with --voxel-size, or change the project's "
+            "(`lsdctl config set NAME data.voxel_size ...`, or init it with a fitting preset)"
+        )
     if raw is not None and labels is not None and len(raw.shape) == len(labels.shape):
         if not raw.roi.contains(labels.roi):
             report.error(
@@ -131,7 +134,7 @@ def _check_geometry(
         report.error(f"labels_mask ROI {mask.roi} differs from the labels ROI {labels.roi}")
 
 
-def _check_raw(report: VolumeReport, raw: Any, config: ProjectConfig) -> None:
+def _check_raw(report: VolumeReport, raw: Any, config: ProjectConfig, training: bool) -> None:
     if raw.dtype != np.uint8:
         report.error(f"raw is {raw.dtype}, not uint8: re-import it (data import scales it)")
         return
@@ -142,8 +145,10 @@ def _check_raw(report: VolumeReport, raw: Any, config: ProjectConfig) -> None:
     if low == high:
         report.error(f"raw is constant ({low}): nothing to learn from")
     input_shape = config.model.input_shape
-    if len(raw.shape) == len(input_shape) and any(
-        s < i for s, i in zip(raw.shape, input_shape)
+    if (
+        training
+        and len(raw.shape) == len(input_shape)
+        and any(s < i for s, i in zip(raw.shape, input_shape))
     ):
         report.warn(
             f"raw {list(raw.shape)} is smaller than the model input {input_shape}: "

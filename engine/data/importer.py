@@ -226,7 +226,12 @@ def _voxel_size(
                 "(pass --voxel-size to set it)"
             )
     if any(v <= 0 for v in voxel_size):
-        raise InputError(f"voxel size {list(voxel_size)} must be positive whole nm")
+        raise InputError(f"--voxel-size {list(voxel_size)} must be positive whole nm")
+    if list(voxel_size) != list(project_voxel_size):
+        notes.append(
+            f"voxel size {list(voxel_size)} nm differs from the project's data.voxel_size "
+            f"{list(project_voxel_size)}: training needs them equal (lsdctl config set)"
+        )
     return tuple(int(v) for v in voxel_size)
 
 
@@ -262,7 +267,9 @@ def _block_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (chunks[0], *(c * scale for c in chunks[1:]))
 
 
-def _raw_range(raw: Source, plan: _Plan, progress: Progress | None, total: int) -> tuple[float, float]:
+def _raw_range(
+    raw: Source, plan: _Plan, progress: Progress | None, total: int
+) -> tuple[float, float]:
     """Min and max of a non-uint8 raw volume (a first pass); NaN is an error."""
     low, high = np.inf, -np.inf
     done = 0
@@ -296,7 +303,9 @@ def _copy(
     if raw.dtype != np.uint8:
         scale_from = _raw_range(raw, plan, progress, total)
     with volume.staged(target) as tmp:
-        out_raw = volume.create_array(tmp, volume.RAW, shape, np.uint8, plan.voxel_size, plan.offset)
+        out_raw = volume.create_array(
+            tmp, volume.RAW, shape, np.uint8, plan.voxel_size, plan.offset
+        )
         out_labels = out_mask = None
         if labels is not None:
             out_labels = volume.create_array(

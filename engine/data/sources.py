@@ -7,6 +7,7 @@ Nothing is read into memory here.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,8 @@ class Source:
 
     @property
     def dtype(self) -> np.dtype[Any]:
-        return np.dtype(self.array.dtype)
+        dtype: np.dtype[Any] = np.dtype(self.array.dtype)
+        return dtype
 
     @property
     def label(self) -> str:
@@ -89,7 +91,9 @@ def _pick_key(path: Path, keys: list[str], key: str | None, role: str) -> str:
     for candidate in _candidates(role):
         if candidate in keys:
             return candidate
-    raise InputError(f"cannot tell which dataset of {path} holds the {role}: pass {flag} (one of {listing})")
+    raise InputError(
+        f"cannot tell which dataset of {path} holds the {role}: pass {flag} (one of {listing})"
+    )
 
 
 def _int_tuple(value: Any) -> tuple[int, ...] | None:
@@ -117,7 +121,9 @@ def _open_hdf5(path: Path, key: str | None, role: str) -> Source:
     except OSError as exc:
         raise InputError(f"cannot open {path} as HDF5: {exc}") from None
     keys: list[str] = []
-    handle.visititems(lambda name, obj: keys.append(name) if isinstance(obj, h5py.Dataset) else None)
+    handle.visititems(
+        lambda name, obj: keys.append(name) if isinstance(obj, h5py.Dataset) else None
+    )
     try:
         chosen = _pick_key(path, keys, key, role)
     except InputError:
@@ -149,7 +155,10 @@ def _looks_like_zarr(path: Path) -> bool:
 def _open_zarr(path: Path, key: str | None, role: str) -> Source:
     import zarr
 
-    store = zarr.N5Store(str(path)) if path.suffix.lower() == ".n5" else str(path)
+    with warnings.catch_warnings():
+        # zarr 2 warns that N5Store moves to another package in zarr 3; it works in 2.18.
+        warnings.simplefilter("ignore", FutureWarning)
+        store = zarr.N5Store(str(path)) if path.suffix.lower() == ".n5" else str(path)
     try:
         root = zarr.open(store, mode="r")
     except Exception as exc:  # zarr raises several error types for a bad container
@@ -161,7 +170,9 @@ def _open_zarr(path: Path, key: str | None, role: str) -> Source:
         chosen = None
     else:
         keys: list[str] = []
-        root.visititems(lambda name, obj: keys.append(name) if isinstance(obj, zarr.Array) else None)
+        root.visititems(
+            lambda name, obj: keys.append(name) if isinstance(obj, zarr.Array) else None
+        )
         chosen = _pick_key(path, keys, key, role)
         array = root[chosen]
     voxel, offset = _metadata(array.attrs)

@@ -45,7 +45,9 @@ def parse_ints(text: str | None, option: str) -> list[int] | None:
     try:
         values = [int(v) for v in text.replace("x", ",").split(",") if v.strip()]
     except ValueError:
-        raise InputError(f"{option} takes whole numbers separated by commas, e.g. 40,4,4; got {text!r}") from None
+        raise InputError(
+            f"{option} takes whole numbers separated by commas, e.g. 40,4,4; got {text!r}"
+        ) from None
     if not values:
         raise InputError(f"{option} needs at least one value")
     return values

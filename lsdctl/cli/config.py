@@ -53,8 +53,12 @@ def get(
 @guarded
 def set_(
     project: str = _NAME,
-    key: str = typer.Argument(..., help="Dotted key, e.g. train.iterations (sections are case-insensitive)."),
-    value: str = typer.Argument(..., help="New value in TOML syntax: 1000, 0.5, true, [132, 268, 268], mtlsd."),
+    key: str = typer.Argument(
+        ..., help="Dotted key, e.g. train.iterations (sections are case-insensitive)."
+    ),
+    value: str = typer.Argument(
+        ..., help="New value in TOML syntax: 1000, 0.5, true, [132, 268, 268], mtlsd."
+    ),
 ) -> None:
     """Change one value; the whole config is validated before project.toml is rewritten.
 
@@ -132,7 +136,9 @@ def _parse_toml(text: str, path: Path) -> dict[str, object]:
 @guarded
 def import_(
     file: Path = typer.Argument(..., help="A config_*.py of the older LSD scripts (yacs style)."),
-    project: str = typer.Option(..., "--project", "-P", help="Project whose config receives the values."),
+    project: str = typer.Option(
+        ..., "--project", "-P", help="Project whose config receives the values."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change; write nothing."),
 ) -> None:
     """Map an older `config_*.py` (`_C.TRAIN.BATCH_SIZE = 1` style) onto a project's config.
@@ -155,7 +161,10 @@ def import_(
         typer.echo("dry run: nothing written")
         return
     proj.save_config(result.config)
-    typer.echo(f"updated {proj.config_path}: {len(result.mapped)} values mapped, {len(result.unmapped)} not")
+    typer.echo(
+        f"updated {proj.config_path}: {len(result.mapped)} values mapped, "
+        f"{len(result.unmapped)} not"
+    )
 
 
 @app.command("presets")

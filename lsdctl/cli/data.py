@@ -19,7 +19,9 @@ app = typer.Typer(
 )
 
 _PROJECT = typer.Option(..., "--project", "-P", help="Project name (see `lsdctl init`).")
-_SPLIT = typer.Option("train", "--split", help="train (sampled for training) or test (predicted and evaluated).")
+_SPLIT = typer.Option(
+    "train", "--split", help="train (sampled for training) or test (predicted and evaluated)."
+)
 
 
 def _progress() -> Progress:
@@ -42,14 +44,30 @@ def import_(
     project: str = _PROJECT,
     split: str = _SPLIT,
     name: str | None = typer.Option(None, "--name", help="Volume name (default: the file's name)."),
-    labels: Path | None = typer.Option(None, "--labels", help="File with the neuron ids, if not in SOURCE."),
-    raw_key: str | None = typer.Option(None, "--raw-key", help="Dataset of the raw data (found automatically if unique or CREMI)."),
+    labels: Path | None = typer.Option(
+        None, "--labels", help="File with the neuron ids, if not in SOURCE."
+    ),
+    raw_key: str | None = typer.Option(
+        None, "--raw-key", help="Dataset of the raw data (found automatically if unique or CREMI)."
+    ),
     labels_key: str | None = typer.Option(None, "--labels-key", help="Dataset of the neuron ids."),
-    mask: Path | None = typer.Option(None, "--mask", help="File with a mask of labelled voxels (non-zero = labelled)."),
+    mask: Path | None = typer.Option(
+        None, "--mask", help="File with a mask of labelled voxels (non-zero = labelled)."
+    ),
     mask_key: str | None = typer.Option(None, "--mask-key", help="Dataset of the mask."),
-    voxel_size: str | None = typer.Option(None, "--voxel-size", help="Voxel size in nm, z,y,x (default: from the file, else the project's)."),
-    offset: str | None = typer.Option(None, "--offset", help="Offset in nm, z,y,x (default: from the file, else 0)."),
-    crop: str | None = typer.Option(None, "--crop", help="Import part of the volume, in voxels: e.g. 0:35,:,: for the first 35 sections."),
+    voxel_size: str | None = typer.Option(
+        None,
+        "--voxel-size",
+        help="Voxel size in nm, z,y,x (default: from the file, else the project's).",
+    ),
+    offset: str | None = typer.Option(
+        None, "--offset", help="Offset in nm, z,y,x (default: from the file, else 0)."
+    ),
+    crop: str | None = typer.Option(
+        None,
+        "--crop",
+        help="Import part of the volume, in voxels: e.g. 0:35,:,: for the first 35 sections.",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a volume of the same name."),
 ) -> None:
     """Copy a volume into PROJECT/SPLIT/NAME.zarr as raw (uint8), labels (uint64), labels_mask.
@@ -83,7 +101,9 @@ def import_(
     with _progress() as bar:
         task = bar.add_task(f"importing {source.name}", total=None)
         report = import_volume(
-            proj, request, progress=lambda done, total: bar.update(task, completed=done, total=total)
+            proj,
+            request,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     for note in report.notes:
         typer.echo(f"note: {note}")
@@ -106,8 +126,12 @@ def import_(
 def synth(
     project: str = _PROJECT,
     split: str = _SPLIT,
-    shape: str | None = typer.Option(None, "--shape", help="Shape in voxels, z,y,x (default: fits the model twice per axis)."),
-    seed: int | None = typer.Option(None, "--seed", help="Random seed (default: 0 for train, 1 for test)."),
+    shape: str | None = typer.Option(
+        None, "--shape", help="Shape in voxels, z,y,x (default: fits the model twice per axis)."
+    ),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Random seed (default: 0 for train, 1 for test)."
+    ),
     name: str | None = typer.Option(None, "--name", help="Volume name (default: synth<seed>)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a volume of the same name."),
 ) -> None:
@@ -127,7 +151,8 @@ def synth(
     target = proj.split_dir(split) / f"{volume_name}.zarr"
     if target.exists() and not overwrite:
         raise InputError(
-            f"volume {split}/{volume_name}.zarr already exists in {project}: pass --name or --overwrite"
+            f"volume {split}/{volume_name}.zarr already exists in {project}: "
+            "pass --name or --overwrite"
         )
     dims = config.data.dims
     size = parse_ints(shape, "--shape") or default_synth_shape(config.model.input_shape)
@@ -164,7 +189,12 @@ def check(
         r.usable for r in reports if r.split == "train"
     )
     if as_json:
-        typer.echo(json.dumps({"project": project, "ok": train_ok, "volumes": [r.to_dict() for r in reports]}, indent=2))
+        typer.echo(
+            json.dumps(
+                {"project": project, "ok": train_ok, "volumes": [r.to_dict() for r in reports]},
+                indent=2,
+            )
+        )
     else:
         _print_reports(project, reports)
     if not any(r.split == "train" for r in reports) and not as_json:
@@ -179,7 +209,16 @@ def check(
 def _print_reports(project: str, reports: list) -> None:  # type: ignore[type-arg]
     console = Console(width=max(Console().width, 120))
     table = Table(title=f"volumes of {project}")
-    for column in ("volume", "shape", "voxel nm", "offset nm", "labels", "labelled", "mask", "status"):
+    for column in (
+        "volume",
+        "shape",
+        "voxel nm",
+        "offset nm",
+        "labels",
+        "labelled",
+        "mask",
+        "status",
+    ):
         table.add_column(column)
     for r in reports:
         raw = r.arrays.get("raw")
@@ -199,4 +238,8 @@ def _print_reports(project: str, reports: list) -> None:  # type: ignore[type-ar
     console.print(table)
     for r in reports:
         for problem in r.problems:
-            console.print(f"{r.split}/{r.name}: {problem.severity}: {problem.message}", highlight=False, markup=False)
+            console.print(
+                f"{r.split}/{r.name}: {problem.severity}: {problem.message}",
+                highlight=False,
+                markup=False,
+            )

@@ -30,7 +30,9 @@ def demo(
         if project.volumes(split):
             typer.echo(f"      {split}: {len(project.volumes(split))} volume(s) present: reusing")
         else:
-            data_cli.synth(project=name, split=split, shape=None, seed=None, name=None, overwrite=False)
+            data_cli.synth(
+                project=name, split=split, shape=None, seed=None, name=None, overwrite=False
+            )
     typer.echo("[3/3] data check")
     data_cli.check(project=name, as_json=False)
     typer.echo(

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 from lsdctl import __version__
 from lsdctl.cli import config as config_cli
@@ -10,7 +14,45 @@ from lsdctl.cli import data as data_cli
 from lsdctl.cli import demo as demo_cli
 from lsdctl.cli import project as project_cli
 
+# typer 0.29 vendors click; its exception classes are reachable through the public ones.
+_ClickException: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
+_UsageError: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
+)
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors as one `error: …` line with a pointer to --help, not a framed box."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        standalone_mode = kwargs.pop("standalone_mode", True)
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except _UsageError as exc:
+            ctx: Any = exc.ctx  # type: ignore[attr-defined]
+            if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+                typer.echo(ctx.get_help())
+                sys.exit(0)
+            where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            typer.echo(f"error: {exc.format_message()}{where}", err=True)  # type: ignore[attr-defined]
+            sys.exit(2)
+        except _ClickException as exc:
+            typer.echo(f"error: {exc.format_message()}", err=True)  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            sys.exit(130)
+        if not standalone_mode:
+            return rv
+        # Without standalone mode click returns typer.Exit's code instead of exiting.
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="lsdctl",
     help=(
         "Train Local Shape Descriptor models on EM volumes and turn volumes into neuron "

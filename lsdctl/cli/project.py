@@ -17,10 +17,13 @@ def init(
         "--preset",
         "--dataset",
         "-p",
-        help="Dataset preset (cremi, snemi, zebrafinch, fib25, tiny, tiny2d) or a .toml preset file.",
+        help="Dataset preset (cremi, snemi, zebrafinch, fib25, tiny, tiny2d) "
+        "or a .toml preset file.",
     ),
     force: bool = typer.Option(
-        False, "--force", help="Rewrite an existing project's config from the preset (keeps data and runs)."
+        False,
+        "--force",
+        help="Rewrite an existing project's config from the preset (keeps data and runs).",
     ),
 ) -> None:
     """Create projects/NAME with project.toml, train/, test/ and runs/."""
@@ -32,6 +35,9 @@ def init(
         f"input {config.model.input_shape} -> output {config.model.output_shape}"
     )
     typer.echo("next:")
-    typer.echo(f"  lsdctl data import FILE --project {name} --split train   # or: lsdctl data synth --project {name}")
+    typer.echo(f"  lsdctl data import FILE --project {name} --split train")
+    typer.echo(f"  lsdctl data synth --project {name}        # or: synthetic EM-like data")
     typer.echo(f"  lsdctl data check --project {name}")
-    typer.echo(f"  lsdctl config show {name}                              # adjust with lsdctl config set")
+    typer.echo(
+        f"  lsdctl config show {name}                              # adjust with lsdctl config set"
+    )
