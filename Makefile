@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/lsdctl demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check lsdctl daemon engine tests bench
+	$(BIN)/ruff check lsdctl daemon engine tests bench scripts
 	$(BIN)/mypy lsdctl daemon engine/config.py engine/geometry.py
 	$(BIN)/lint-imports
 
@@ -30,6 +30,7 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:

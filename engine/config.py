@@ -159,6 +159,14 @@ class TrainConfig(_Section):
     iterations: PositiveInt = Field(100_000, description="Total training iterations.")
     batch_size: PositiveInt = Field(1, description="Samples per iteration.")
     learning_rate: float = Field(0.5e-4, gt=0, lt=1, description="Adam learning rate.")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="Learning rate over the run: constant, or cosine decay to 1%."
+    )
+    lsd_iterations: PositiveInt | None = Field(
+        None,
+        description="ACLSD/ACRLSD: iterations of stage one (the LSD net) before stage two "
+        "trains on its output (default: half of iterations).",
+    )
     adam_betas: tuple[Fraction, Fraction] = Field(
         (0.95, 0.999), description="Adam's beta1 and beta2."
     )
@@ -377,6 +385,13 @@ class ProjectConfig(_Section):
     def num_lsds(self) -> int:
         return 10 if self.data.dims == 3 else 6
 
+    def affinity_neighborhood(self) -> list[list[int]]:
+        """The affinity offsets: train.neighborhood, plus ×3 and ×9 with long_range."""
+        base = [list(o) for o in self.train.neighborhood]
+        if not self.train.long_range:
+            return base
+        return base + [[v * 3 for v in o] for o in base] + [[v * 9 for v in o] for o in base]
+
 
 def _output_shape(model: ModelConfig, model_type: ModelType, dims: int) -> tuple[int, ...]:
     """The network output for model.input_shape, or ValueError with valid shapes nearby."""
@@ -437,6 +452,28 @@ def from_preset(name_or_path: str, overrides: Mapping[str, Any] | None = None) -
     """Defaults, then the preset, then `overrides` (nested dicts), validated."""
     data = deep_merge(load_preset(name_or_path), overrides or {})
     return validate(data, source=f"preset {name_or_path}")
+
+
+def rebase(config: ProjectConfig, preset: str) -> ProjectConfig:
+    """`config`'s own changes (relative to the preset it came from) on top of `preset`."""
+    if preset == config.preset:
+        return config
+    own = _diff(config.model_dump(mode="json"), from_preset(config.preset).model_dump(mode="json"))
+    own.pop("preset", None)
+    own.get("model", {}).pop("output_shape", None)
+    return from_preset(preset, own)
+
+
+def _diff(new: Mapping[str, Any], old: Mapping[str, Any]) -> dict[str, Any]:
+    changed: dict[str, Any] = {}
+    for key, value in new.items():
+        if isinstance(value, Mapping) and isinstance(old.get(key), Mapping):
+            inner = _diff(value, old[key])
+            if inner:
+                changed[key] = inner
+        elif old.get(key) != value:
+            changed[key] = value
+    return changed
 
 
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

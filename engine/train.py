@@ -1,0 +1,394 @@
+"""`python -m engine.train RUN_DIR [--iterations N]`: train the model a run.toml describes.
+
+Follows the run-directory contract (DESIGN.md): reads `run.toml`, appends metric,
+progress and checkpoint events to `events.jsonl`, writes checkpoints atomically every
+`train.checkpoint_every` iterations and at the end, and resumes from the latest one
+(model, optimizer, learning-rate schedule, iteration) when started again. SIGTERM or
+SIGINT: finish the iteration, save a checkpoint, exit 3. Exit codes: 0 done, 2 bad
+input, 3 interrupted (resumable), 1 anything else.
+
+Auto-context models (ACLSD, ACRLSD) train in two stages within one run: stage one, the
+LSD net, for `train.lsd_iterations`; then stage two on its frozen output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+
+from engine.config import ModelType, ProjectConfig
+from engine.errors import EngineError, InputError
+from engine.events import EventWriter
+from engine.rundir import CHECKPOINTS, EVENTS_FILE, RunSpec, read_spec
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3
+_AUTO_CONTEXT = (ModelType.ACLSD, ModelType.ACRLSD)
+# Rate and progress events every this many iterations: the loss goes out every one.
+_REPORT_EVERY = 10
+
+
+class _StopFlag:
+    """Set by SIGTERM/SIGINT; the loop checks it between iterations.
+
+    Only in the process that installed it. gunpowder's PreCache forks a watchdog, which
+    forks the workers; both inherit this handler. A worker dies as by default (its pool
+    terminates it at teardown). The watchdog ignores the signal: a SIGTERM sent to the
+    whole process group (timeout(1), a cancel) would otherwise kill it inside a
+    multiprocessing wait and deadlock the pool's shutdown; it stops with its pool.
+    """
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._owner = os.getpid()
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != self._owner:
+            if os.getppid() == self._owner:
+                return  # the PreCache watchdog
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.signal = signum
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self)
+        signal.signal(signal.SIGINT, self)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine.train", description=__doc__)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument(
+        "--iterations", type=int, default=None, help="Total iterations (overrides run.toml)."
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    run_dir: Path = args.run_dir
+    if not run_dir.is_dir():
+        sys.stderr.write(f"error: run directory {run_dir} does not exist\n")
+        return EXIT_BAD_INPUT
+    events = EventWriter(run_dir / EVENTS_FILE)
+    stop = _StopFlag()
+    previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    stop.install()
+    try:
+        spec = read_spec(run_dir)
+        if args.iterations is not None and args.iterations < 1:
+            raise InputError(f"--iterations must be positive, got {args.iterations}")
+        return Trainer(run_dir, spec, events, stop, args.iterations).run()
+    except InputError as exc:
+        events.emit("error", durable=True, message=str(exc))
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_BAD_INPUT
+    except Exception as exc:
+        events.emit("error", durable=True, message=f"{type(exc).__name__}: {exc}")
+        traceback.print_exc()
+        return EXIT_FAILED
+    finally:
+        events.close()
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
+
+
+class Trainer:
+    """One training run: model, optimizer, pipeline and the loop."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        spec: RunSpec,
+        events: EventWriter,
+        stop: _StopFlag,
+        iterations: int | None = None,
+    ) -> None:
+        self.run_dir = run_dir
+        self.spec = spec
+        self.config: ProjectConfig = spec.config
+        self.events = events
+        self.stop = stop
+        self.total = iterations or self.config.train.iterations
+        self.checkpoints = run_dir / CHECKPOINTS
+
+    # ---- set-up ----------------------------------------------------------------------
+    def _volumes(self) -> list[Path]:
+        listed = self.spec.inputs.get("volumes")
+        if listed:
+            volumes = [Path(v) for v in listed]
+        else:
+            volumes = sorted((Path(self.spec.project) / "train").glob("*.zarr"))
+        missing = [str(v) for v in volumes if not v.is_dir()]
+        if missing:
+            raise InputError(f"training volumes not found: {', '.join(missing)}")
+        if not volumes:
+            raise InputError(
+                f"no training volumes in {Path(self.spec.project) / 'train'}: add one with "
+                "`lsdctl data import` or `lsdctl data synth`"
+            )
+        return volumes
+
+    def _device(self) -> Any:
+        import torch
+
+        if torch.cuda.is_available():
+            gpus = self.config.system.gpus
+            # A daemon-reserved GPU arrives as CUDA_VISIBLE_DEVICES: it is then device 0.
+            index = 0 if self.spec.resources.gpus or not gpus else gpus[0]
+            return torch.device(f"cuda:{index}")
+        return torch.device("cpu")
+
+    def _stage1_iterations(self) -> int:
+        if self.config.train.model_type not in _AUTO_CONTEXT:
+            return 0
+        return self.config.train.lsd_iterations or max(1, self.config.train.iterations // 2)
+
+    # ---- the run -----------------------------------------------------------------------
+    def run(self) -> int:
+        import torch
+
+        from engine.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+        from engine.losses import loss_for
+        from engine.models import build_model
+        from engine.pipeline import build_training_pipeline
+
+        config = self.config
+        volumes = self._volumes()
+        device = self._device()
+        model_type = config.train.model_type
+        model = build_model(
+            model_type, config.model, config.data.dims, len(config.affinity_neighborhood())
+        ).to(device)
+        shapes = model.output_shapes(config.model.input_shape)
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=config.train.learning_rate, betas=config.train.adam_betas
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
+        start = 0
+        latest = latest_checkpoint(self.checkpoints)
+        if latest is not None:
+            state = load_checkpoint(latest[1], device)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            start = int(state["iteration"])
+            logger.info("resumed from %s at iteration %d", latest[1].name, start)
+            self.events.emit("resumed", iteration=start, path=str(latest[1]))
+        if start >= self.total:
+            logger.info("already trained for %d iterations (asked for %d)", start, self.total)
+            self.events.emit(
+                "result",
+                durable=True,
+                iterations=start,
+                checkpoint=str(latest[1]) if latest else None,
+            )
+            return EXIT_OK
+
+        stage1 = self._stage1_iterations()
+        lsd_loss, aff_loss = loss_for(ModelType.LSD), loss_for(ModelType.AFF)
+        main_loss = loss_for(model_type)
+        use_amp = config.train.amp and device.type == "cuda"
+        amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+        def state() -> dict[str, Any]:
+            return {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "model_type": model_type.value,
+                "config": config.model_dump(mode="json"),
+            }
+
+        def checkpoint(iteration: int) -> None:
+            path = save_checkpoint(
+                self.checkpoints, iteration, state(), config.train.keep_checkpoints
+            )
+            self.events.emit("checkpoint", durable=True, iteration=iteration, path=str(path))
+
+        pipeline = build_training_pipeline(
+            config,
+            volumes,
+            input_shape=config.model.input_shape,
+            lsds_shape=shapes.get("lsds"),
+            affs_shape=shapes.get("affs"),
+        )
+        logger.info(
+            "training %s on %s: %d volume(s), input %s, outputs %s, iterations %d..%d",
+            model_type.value,
+            device,
+            len(volumes),
+            config.model.input_shape,
+            shapes,
+            start,
+            self.total,
+        )
+        self.events.emit("progress", done=start, total=self.total)
+        board = self._tensorboard()
+        model.train()
+        iteration = start
+        last_loss = math.nan
+        tick, tick_iteration = time.monotonic(), start
+        with pipeline:
+            while iteration < self.total:
+                if self.stop.signal is not None:
+                    break
+                try:
+                    batch = pipeline.next_batch()
+                except Exception:
+                    # A signal to the process group also ends the batch workers.
+                    if self.stop.signal is not None:
+                        break
+                    raise
+                tensors = {
+                    k: torch.as_tensor(v).to(device) for k, v in batch.items() if k != "labels"
+                }
+                in_stage1 = iteration < stage1
+                if model_type in _AUTO_CONTEXT:
+                    model.freeze_stage1(not in_stage1)
+                optimizer.zero_grad(set_to_none=True)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    loss = self._loss(
+                        model, model_type, in_stage1, tensors, main_loss, lsd_loss, aff_loss
+                    )
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                iteration += 1
+                last_loss = float(loss.detach())
+                self.events.metric(iteration, "loss", last_loss)
+                if board is not None:
+                    board.add_scalar("loss", last_loss, iteration)
+                if not math.isfinite(last_loss):
+                    raise EngineError(
+                        f"the loss became {last_loss} at iteration {iteration}: lower "
+                        "train.learning_rate or check the training volumes (lsdctl data check)"
+                    )
+                if iteration % _REPORT_EVERY == 0 or iteration == self.total:
+                    now = time.monotonic()
+                    rate = (iteration - tick_iteration) / max(now - tick, 1e-9)
+                    tick, tick_iteration = now, iteration
+                    self.events.metric(iteration, "iterations_per_s", rate)
+                    self.events.metric(iteration, "learning_rate", scheduler.get_last_lr()[0])
+                    self.events.emit("progress", done=iteration, total=self.total)
+                if iteration % config.train.checkpoint_every == 0 and iteration < self.total:
+                    checkpoint(iteration)
+                every = config.train.snapshot_every
+                if every and iteration % every == 0:
+                    self._snapshot(iteration, model, model_type, in_stage1, batch, tensors)
+        checkpoint(iteration)
+        if board is not None:
+            board.close()
+        if self.stop.signal is not None and iteration < self.total:
+            logger.info(
+                "stopped by signal %d at iteration %d; checkpoint saved",
+                self.stop.signal,
+                iteration,
+            )
+            self.events.emit("progress", done=iteration, total=self.total)
+            return EXIT_INTERRUPTED
+        self.events.emit(
+            "result",
+            durable=True,
+            iterations=iteration,
+            final_loss=last_loss,
+            checkpoint=str(latest_checkpoint(self.checkpoints)[1]),  # type: ignore[index]
+        )
+        logger.info("done: %d iterations, last loss %.5f", iteration, last_loss)
+        return EXIT_OK
+
+    def _tensorboard(self) -> Any:
+        """A SummaryWriter in RUN_DIR/tensorboard when train.tensorboard is on and installed."""
+        if not self.config.train.tensorboard:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            message = (
+                "train.tensorboard is on but tensorboard is not installed "
+                "(pip install 'lsdctl[tensorboard]'): the loss goes to events.jsonl only"
+            )
+            logger.warning(message)
+            self.events.emit("warning", message=message)
+            return None
+        return SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+
+    def _lr_factor(self, step: int) -> float:
+        if self.config.train.lr_schedule == "constant":
+            return 1.0
+        progress = min(step / max(self.total, 1), 1.0)
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    @staticmethod
+    def _loss(
+        model: Any,
+        model_type: ModelType,
+        in_stage1: bool,
+        t: dict[str, Any],
+        main_loss: Any,
+        lsd_loss: Any,
+        aff_loss: Any,
+    ) -> Any:
+        if model_type in _AUTO_CONTEXT:
+            if in_stage1:
+                return lsd_loss(model.stage1(t["raw"]), t["gt_lsds"], t["lsds_weights"])
+            _, affs = model(t["raw"])
+            return aff_loss(affs, t["gt_affs"], t["affs_weights"])
+        if model_type == ModelType.MTLSD:
+            lsds, affs = model(t["raw"])
+            return main_loss(
+                lsds, t["gt_lsds"], t["lsds_weights"], affs, t["gt_affs"], t["affs_weights"]
+            )
+        if model_type == ModelType.LSD:
+            return main_loss(model(t["raw"]), t["gt_lsds"], t["lsds_weights"])
+        return main_loss(model(t["raw"]), t["gt_affs"], t["affs_weights"])
+
+    def _snapshot(
+        self,
+        iteration: int,
+        model: Any,
+        model_type: ModelType,
+        in_stage1: bool,
+        batch: dict[str, np.ndarray],
+        tensors: dict[str, Any],
+    ) -> None:
+        """Raw, targets and predictions of the first sample, as zarr arrays."""
+        import torch
+        import zarr
+
+        with torch.no_grad():
+            if model_type in _AUTO_CONTEXT and in_stage1:
+                outputs = {"lsds": model.stage1(tensors["raw"])}
+            else:
+                out = model(tensors["raw"])
+                out = out if isinstance(out, tuple) else (out,)
+                outputs = dict(zip(model.output_names, out))
+        path = self.run_dir / "snapshots" / f"iteration_{iteration:08d}.zarr"
+        root = zarr.open_group(str(path), mode="w")
+        root.attrs["voxel_size"] = list(self.config.data.voxel_size)
+        for name, value in batch.items():
+            root[name] = np.asarray(value[0])
+        for name, value in outputs.items():
+            root[f"pred_{name}"] = value[0].float().cpu().numpy()
+        self.events.emit("snapshot", iteration=iteration, path=str(path))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
