@@ -34,6 +34,7 @@ from gunpowder.ext import augment
 from engine.config import ProjectConfig
 from engine.errors import InputError
 from engine.nodes import AddLsds
+from engine.prefetch import Prefetcher
 from engine.targets.lsds import gaussian_radius
 
 logger = logging.getLogger(__name__)
@@ -128,6 +129,8 @@ class TrainingPipeline:
         outputs: dict[str, gp.ArrayKey],
         seed: int | None,
         deterministic: bool,
+        workers: int = 0,
+        cache_size: int = 1,
     ):
         self.keys = keys
         self.pipeline = pipeline
@@ -137,12 +140,32 @@ class TrainingPipeline:
         self._deterministic = deterministic
         self._count = 0
         self._build: gp.build | None = None
+        self._workers = workers
+        self._cache_size = cache_size
+        self._prefetch: Prefetcher | None = None
 
     def __enter__(self) -> TrainingPipeline:
+        if self._workers > 0:
+            # Workers build their own copy of the pipeline after the fork.
+            self._prefetch = Prefetcher(self._producer, self._workers, self._cache_size)
+            self._prefetch.__enter__()
+            return self
         build = gp.build(self.pipeline)
         build.__enter__()
         self._build = build
         return self
+
+    def _producer(self) -> Any:
+        """Runs in a worker: build the pipeline there, return the batch maker."""
+        build = gp.build(self.pipeline)
+        build.__enter__()  # torn down with the process
+        limit = _one_blas_thread()
+        limit.__enter__()
+
+        def make() -> dict[str, np.ndarray]:
+            return self._arrays(self.pipeline.request_batch(self.request.copy()))
+
+        return make
 
     def __exit__(
         self,
@@ -150,19 +173,27 @@ class TrainingPipeline:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        prefetch, self._prefetch = self._prefetch, None
+        if prefetch is not None:
+            prefetch.__exit__(exc_type, exc, tb)
         build, self._build = self._build, None
         if build is not None:
             build.__exit__(exc_type, exc, tb)
 
     def next_batch(self) -> dict[str, np.ndarray]:
         """One batch: the arrays listed in the class docstring, by name."""
+        if self._prefetch is not None:
+            batch: dict[str, np.ndarray] = self._prefetch.get()
+            self._count += 1
+            return batch
         if self._build is None:
             raise RuntimeError("TrainingPipeline.next_batch called outside its `with` block")
-        # The pre-cache workers are forked inside the first request, so they keep the
-        # limit for good.
         with _one_blas_thread():
-            batch = self.pipeline.request_batch(self._next_request())
+            made = self.pipeline.request_batch(self._next_request())
         self._count += 1
+        return self._arrays(made)
+
+    def _arrays(self, batch: gp.Batch) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         for name, key in self._outputs.items():
             data = batch[key].data
@@ -185,7 +216,7 @@ def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
     """Single-threaded BLAS while a batch is made (the LSD kernel and the elastic
     augmentation use small matrix products).
 
-    OpenBLAS starts a thread per core in every process: with pre-cache workers, or any
+    OpenBLAS starts a thread per core in every process: with batch workers, or any
     other load on the machine, they oversubscribe the cores and spin; bench/pipeline.py
     measured a batch at twice its single-threaded time under a load of 3 on 2 cores.
     Without threadpoolctl the limit is skipped.
@@ -316,13 +347,18 @@ def build_training_pipeline(
         pipeline += gp.IntensityScaleShift(keys.raw, _INPUT_SCALE, _INPUT_SHIFT)
     pipeline += gp.Unsqueeze([keys.raw])
     pipeline += gp.Stack(config.train.batch_size)
-    if workers > 0:
-        pipeline += gp.PreCache(cache_size=config.system.cache_size, num_workers=workers)
-        if seed is not None:
-            logger.info("seed %s ignored: %s pre-cache workers draw their own", seed, workers)
+    if workers > 0 and seed is not None:
+        logger.info("seed %s ignored: %s batch workers draw their own", seed, workers)
 
     return TrainingPipeline(
-        keys, pipeline, request, outputs, seed, deterministic=workers == 0 and seed is not None
+        keys,
+        pipeline,
+        request,
+        outputs,
+        seed,
+        deterministic=workers == 0 and seed is not None,
+        workers=workers,
+        cache_size=config.system.cache_size,
     )
 
 
@@ -532,7 +568,7 @@ class _ArraySource(gp.ArraySource):
 
     Provides the array of a funlib.persistence Array, as gp.ArraySource does. Those
     arrays are dask arrays, and dask's default scheduler runs reads on a thread pool
-    that does not survive a fork: the PreCache workers, forked after the first reads,
+    that does not survive a fork: the batch workers, forked after the first reads,
     would wait forever on it. Synchronous reads also suit those single-threaded workers.
     """
 
