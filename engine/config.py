@@ -63,8 +63,10 @@ class _Section(BaseModel):
 class SystemConfig(_Section):
     """Resources of this machine."""
 
-    num_workers: PositiveInt = Field(
-        4, description="Worker processes that prepare training batches (gunpowder PreCache)."
+    num_workers: Annotated[int, Field(ge=0)] = Field(
+        4,
+        description="Worker processes that prepare training batches ahead "
+        "(0: in the training process).",
     )
     cache_size: PositiveInt = Field(40, description="Batches kept ready by the training pre-cache.")
     gpus: list[Annotated[int, Field(ge=0)]] = Field(

@@ -10,9 +10,13 @@ from typer.core import TyperGroup
 
 from lsdctl import __version__
 from lsdctl.cli import config as config_cli
+from lsdctl.cli import daemon as daemon_cli
 from lsdctl.cli import data as data_cli
 from lsdctl.cli import demo as demo_cli
+from lsdctl.cli import gpus as gpus_cli
 from lsdctl.cli import project as project_cli
+from lsdctl.cli import runs as runs_cli
+from lsdctl.cli import train as train_cli
 
 # typer 0.29 vendors click; its exception classes are reachable through the public ones.
 _ClickException: type[Exception] = next(
@@ -68,6 +72,14 @@ app = typer.Typer(
 app.command("init")(project_cli.init)
 app.add_typer(data_cli.app, name="data")
 app.add_typer(config_cli.app, name="config")
+app.command("train")(train_cli.train)
+app.command("runs")(runs_cli.runs)
+app.add_typer(runs_cli.run_app, name="run")
+app.command("logs")(runs_cli.logs)
+app.command("cancel")(runs_cli.cancel)
+app.command("resume")(runs_cli.resume)
+app.command("gpus")(gpus_cli.gpus)
+app.add_typer(daemon_cli.app, name="daemon")
 app.command("demo")(demo_cli.demo)
 
 

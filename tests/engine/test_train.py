@@ -81,7 +81,12 @@ def test_every_model_type_trains_and_checkpoints(tmp_path: Path, model_type: str
 
 @pytest.mark.slow
 def test_tiny_mtlsd_loss_falls_on_synthetic_data(tmp_path: Path) -> None:
-    project, config = _project(tmp_path, train={"iterations": 300, "checkpoint_every": 300})
+    # A smaller net than the tiny preset's, so that 200 CPU iterations take about a minute.
+    project, config = _project(
+        tmp_path,
+        train={"iterations": 200, "checkpoint_every": 200},
+        model={"num_fmaps": 4, "fmap_inc_factor": 3, "input_shape": [36, 36, 36]},
+    )
     run_dir = _run_dir(project, config)
     assert train_main([str(run_dir)]) == 0
     losses = _losses(run_dir)
@@ -210,6 +215,7 @@ def test_3d_model_learns_on_gala(tmp_path: Path) -> None:
             "data": {"voxel_size": [10, 10, 10]},
             "system": {"num_workers": 1, "cache_size": 2},
             "train": {"iterations": 200, "checkpoint_every": 200},
+            "model": {"num_fmaps": 4, "fmap_inc_factor": 3, "input_shape": [36, 36, 36]},
         },
     )
     with h5py.File(SHARED_DATA / "gala" / "train-image.h5") as f:

@@ -1,0 +1,181 @@
+"""The daemon's wire models: what crosses the socket, in both directions.
+
+Pydantic only (no FastAPI, no sqlmodel), so the CLI can import it and stay light.
+Times are timezone-aware UTC datetimes on the wire.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+RunKind = Literal["train", "predict", "segment", "evaluate"]
+
+
+class RunState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (RunState.QUEUED, RunState.RUNNING)
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunCreate(_Wire):
+    """POST /v1/runs: what to run, with which changes to the project's config."""
+
+    kind: RunKind
+    project: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="Project folder (absolute), or a project name under the daemon's "
+        "projects root.",
+    )
+    preset: str | None = Field(
+        None,
+        max_length=4096,
+        description="Rebase the project's config on this dataset preset first (--dataset).",
+    )
+    overrides: dict[str, JsonValue] = Field(
+        default_factory=dict, description="Dotted config keys and their values."
+    )
+    inputs: dict[str, JsonValue] = Field(
+        default_factory=dict, description="Checkpoint, volumes, parent run: per kind."
+    )
+    gpus: int = Field(0, ge=0, le=64, description="GPUs to reserve (the CPU if none exist).")
+    require_gpu: bool = Field(False, description="Wait for a GPU rather than use the CPU.")
+    share_gpu: bool = Field(False, description="May share its GPUs with other sharing runs.")
+    priority: int = Field(0, ge=-1000, le=1000, description="Higher runs first; FIFO within.")
+    after: list[str] = Field(
+        default_factory=list, max_length=100, description="Runs that must succeed first."
+    )
+    hold: bool = Field(False, description="Stay queued until released.")
+    iterations: int | None = Field(None, ge=1, le=10**9, description="train: total iterations.")
+    workers: int = Field(1, ge=1, le=1024, description="Worker processes (blockwise runs).")
+    parent: str | None = Field(None, max_length=200, description="The run this one builds on.")
+
+
+class ResumeRequest(_Wire):
+    iterations: int | None = Field(None, ge=1, le=10**9, description="train: new total.")
+
+
+class RunInfo(_Wire):
+    """One run, as lists show it; cheap to produce (no config, no metrics)."""
+
+    id: str
+    project: str
+    project_path: str
+    kind: str
+    state: RunState
+    reason: str | None = Field(None, description="Why it waits, or why it stopped.")
+    priority: int
+    hold: bool
+    created: datetime
+    started: datetime | None
+    finished: datetime | None
+    attempts: int
+    exit_code: int | None
+    error: str | None
+    gpus: list[int] = Field(description="GPU indices reserved now (or last).")
+    gpus_requested: int
+    pid: int | None
+    progress_done: int | None
+    progress_total: int | None
+    latest_loss: float | None
+    latest_step: int | None
+    eta_s: float | None
+    parent: str | None
+    after: list[str]
+    run_dir: str
+
+
+class Attempt(_Wire):
+    number: int
+    pid: int | None
+    started: datetime
+    finished: datetime | None
+    exit_code: int | None
+    gpus: list[int]
+    iterations: int | None
+
+
+class MetricPoint(_Wire):
+    name: str
+    step: int
+    value: float | None
+    attempt: int
+    t: float | None
+
+
+class RunDetail(RunInfo):
+    """GET /v1/runs/{id}: the run with its config, attempts and latest metrics."""
+
+    config: dict[str, Any]
+    inputs: dict[str, Any]
+    overrides: dict[str, Any]
+    history: list[Attempt]
+    latest_metrics: list[MetricPoint]
+    last_checkpoint: str | None
+    result: dict[str, Any] | None
+
+
+class Metrics(_Wire):
+    run: str
+    points: list[MetricPoint]
+
+
+class LogChunk(_Wire):
+    run: str
+    offset: int
+    next_offset: int
+    text: str
+    finished: bool = Field(description="The run is over: no more text will come.")
+
+
+class Health(_Wire):
+    pid: int
+    version: str
+    started: datetime
+    uptime_s: float
+    socket: str
+    home: str
+    runs: dict[str, int] = Field(description="Runs by state.")
+
+
+class GpuProcess(_Wire):
+    pid: int
+    used_memory_mb: float | None
+
+
+class GpuInfo(_Wire):
+    index: int
+    name: str
+    memory_total_mb: float
+    memory_used_mb: float
+    utilization_pct: float | None
+    temperature_c: float | None
+    power_w: float | None
+    processes: list[GpuProcess]
+    held_by: list[str] = Field(description="Runs holding a reservation on this GPU.")
+
+
+class GpuReport(_Wire):
+    available: bool
+    reason: str | None
+    gpus: list[GpuInfo]
+
+
+class ErrorBody(_Wire):
+    detail: str = Field(description="One line: what is wrong and what to do.")
+    code: str = Field(description="run_not_found, project_not_found, invalid, conflict, …")

@@ -1,0 +1,144 @@
+"""Reading a run's events.jsonl into SQLite, from the byte offset stored with the run.
+
+The offset is committed in the same transaction as what was read, so after a daemon
+crash the tail resumes exactly where the database stops: no gap, no duplicate. A last
+line without its newline is left for next time (still being written, or a torn line).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session
+
+from daemon.store import Store
+from daemon.tables import BlockRow, RunRow
+
+logger = logging.getLogger(__name__)
+
+# At most this much of a file per read, so a long catch-up never stalls the API.
+_CHUNK = 4 * 2**20
+
+
+def read_events(path: Path, offset: int, limit: int = _CHUNK) -> tuple[list[dict[str, Any]], int]:
+    """Complete events from `offset` on (at most about `limit` bytes) and the next offset."""
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            data = f.read(limit)
+    except FileNotFoundError:
+        return [], offset
+    end = data.rfind(b"\n") + 1
+    events: list[dict[str, Any]] = []
+    for line in data[:end].splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # a torn line from a crash, followed by newer complete lines
+        if isinstance(event, dict):
+            events.append(event)
+    return events, offset + end
+
+
+class Tailer:
+    """Applies events to runs; remembers per run whether the engine reports its own rate."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._metric_rate: set[int] = set()
+
+    def reset(self, run: RunRow) -> None:
+        """A new attempt starts: its rate is measured afresh."""
+        assert run.seq is not None
+        self._metric_rate.discard(run.seq)
+
+    def tail(self, session: Session, run: RunRow, until_end: bool = False) -> int:
+        """Read new events of `run` into the session (not committed); returns how many."""
+        path = Path(run.run_dir) / "events.jsonl"
+        count = 0
+        while True:
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                return count
+            if size <= run.events_offset:
+                return count
+            events, offset = read_events(path, run.events_offset)
+            if offset == run.events_offset:
+                return count  # only a partial line so far
+            self._apply(session, run, events)
+            run.events_offset = offset
+            count += len(events)
+            if not until_end:
+                return count
+
+    def _apply(self, session: Session, run: RunRow, events: list[dict[str, Any]]) -> None:
+        assert run.seq is not None
+        metrics: list[dict[str, Any]] = []
+        for event in events:
+            kind = event.get("type")
+            try:
+                if kind == "metric":
+                    self._metric(run, event, metrics)
+                elif kind == "progress":
+                    self._progress(run, event)
+                elif kind == "checkpoint":
+                    run.last_checkpoint = str(event.get("path"))
+                elif kind == "result":
+                    run.result_json = json.dumps(event)
+                elif kind == "error":
+                    run.error = str(event.get("message"))[:4000]
+                elif kind == "block":
+                    session.merge(
+                        BlockRow(
+                            run_seq=run.seq,
+                            block_id=str(event.get("id")),
+                            status=str(event.get("status")),
+                            worker=None if event.get("worker") is None else str(event["worker"]),
+                            t=_float(event.get("t")),
+                        )
+                    )
+            except (TypeError, ValueError) as exc:
+                logger.warning("run %s: skipped malformed event %r (%s)", run.id, event, exc)
+        self.store.add_metrics(session, metrics)
+        session.add(run)
+
+    def _metric(self, run: RunRow, event: dict[str, Any], out: list[dict[str, Any]]) -> None:
+        assert run.seq is not None
+        step, name, value = int(event["step"]), str(event["name"]), _float(event.get("value"))
+        out.append(
+            {
+                "run_seq": run.seq,
+                "name": name,
+                "step": step,
+                "attempt": max(run.attempts, 1),
+                "value": value,
+                "t": _float(event.get("t")),
+            }
+        )
+        if name == "loss" and value is not None:
+            run.latest_loss, run.latest_step = value, step
+        elif name == "iterations_per_s" and value is not None:
+            run.rate = value
+            self._metric_rate.add(run.seq)
+
+    def _progress(self, run: RunRow, event: dict[str, Any]) -> None:
+        assert run.seq is not None
+        done, total, t = int(event["done"]), int(event["total"]), _float(event.get("t"))
+        run.progress_done, run.progress_total = done, total
+        if run.seq in self._metric_rate or t is None:
+            return
+        # Without a rate from the engine: the average over this attempt so far.
+        if run.progress_t0 is None or run.progress_done0 is None:
+            run.progress_t0, run.progress_done0 = t, done
+        elif t > run.progress_t0 and done > run.progress_done0:
+            run.rate = (done - run.progress_done0) / (t - run.progress_t0)
+
+
+def _float(value: Any) -> float | None:
+    if value is None:
+        return None
+    return float(value)

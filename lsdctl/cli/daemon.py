@@ -1,0 +1,130 @@
+"""`lsdctl daemon start|stop|status|restart`: the local daemon that queues and runs work."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import typer
+
+from lsdctl.cli._guard import fail, guarded
+from lsdctl.client import DaemonClient, DaemonNotRunning, ensure_daemon
+
+app = typer.Typer(
+    help="Start, stop and inspect the lsdctl daemon (queue, GPUs, run records in SQLite). "
+    "Commands that need it start it themselves.",
+    no_args_is_help=True,
+)
+
+_STOP_TIMEOUT_S = 10.0
+
+
+def _alive(pid: int) -> bool:
+    """Running, and not a zombie (a daemon this process started stays one until reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
+@app.command("start")
+@guarded
+def start() -> None:
+    """Start the daemon in the background (log: $LSDCTL_HOME/daemon.log)."""
+    with DaemonClient() as client:
+        if client.is_running():
+            health = client.health()
+            typer.echo(f"the lsdctl daemon is running already (pid {health.pid}, {health.socket})")
+            return
+    with ensure_daemon() as client:
+        health = client.health()
+        typer.echo(
+            f"started the lsdctl daemon (pid {health.pid}, socket {health.socket}, "
+            f"log {client.paths.log})"
+        )
+
+
+def _stop() -> bool:
+    """Stop a running daemon; False when none was running."""
+    with DaemonClient() as client:
+        try:
+            pid = client.health().pid
+        except DaemonNotRunning:
+            return False
+        try:
+            client.shutdown()
+        except DaemonNotRunning:
+            pass  # it went away between the two calls
+    if not _wait_gone(pid, _STOP_TIMEOUT_S):
+        os.kill(pid, signal.SIGTERM)
+        if not _wait_gone(pid, 5.0):
+            raise fail(f"the lsdctl daemon (pid {pid}) does not stop: `kill -9 {pid}`", 1)
+    return True
+
+
+@app.command("stop")
+@guarded
+def stop() -> None:
+    """Stop the daemon. Runs keep running; the next daemon re-attaches to them."""
+    if _stop():
+        typer.echo("stopped the lsdctl daemon; runs keep running and are re-attached on start")
+    else:
+        typer.echo("the lsdctl daemon is not running")
+
+
+@app.command("restart")
+@guarded
+def restart() -> None:
+    """Stop the daemon (if running) and start it again."""
+    _stop()
+    with ensure_daemon() as client:
+        health = client.health()
+        typer.echo(f"restarted the lsdctl daemon (pid {health.pid}, socket {health.socket})")
+
+
+@app.command("status")
+@guarded
+def status(
+    as_json: bool = typer.Option(False, "--json", help="pid, uptime, socket, runs by state."),
+) -> None:
+    """Whether the daemon runs; its pid, uptime, socket and runs by state (exit 1 if not)."""
+    with DaemonClient() as client:
+        try:
+            health = client.health()
+        except DaemonNotRunning:
+            if as_json:
+                typer.echo(
+                    json.dumps(
+                        {
+                            "running": False,
+                            "home": str(client.paths.home),
+                            "socket": str(client.paths.socket),
+                        }
+                    )
+                )
+                raise typer.Exit(1) from None
+            raise fail(
+                "the lsdctl daemon is not running: `lsdctl daemon start` starts it "
+                "(commands that need it start it too)",
+                1,
+            ) from None
+    if as_json:
+        typer.echo(json.dumps({"running": True, **health.model_dump(mode="json")}, indent=2))
+        return
+    runs = ", ".join(f"{n} {state}" for state, n in health.runs.items() if n) or "no runs"
+    typer.echo(f"the lsdctl daemon {health.version} is running: pid {health.pid}")
+    typer.echo(f"  up {health.uptime_s:.0f} s, socket {health.socket}")
+    typer.echo(f"  runs: {runs}")

@@ -1,0 +1,198 @@
+"""`lsdctl runs`, `run show|release`, `logs`, `cancel`, `resume`: the daemon's runs."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from daemon.schemas import RunDetail, RunInfo, RunState
+from lsdctl.cli._follow import follow
+from lsdctl.cli._guard import guarded
+from lsdctl.cli.train import report_run
+from lsdctl.client import ensure_daemon
+
+run_app = typer.Typer(help="One run: `lsdctl run show ID`, `lsdctl run release ID`.")
+
+_ID = typer.Argument(..., help="Run id, e.g. train-20261126-114502-3f9a (see `lsdctl runs`).")
+_STATES = ", ".join(s.value for s in RunState)
+
+
+def _local(t: datetime | None) -> str:
+    return t.astimezone().strftime("%Y-%m-%d %H:%M:%S") if t else "-"
+
+
+def _progress(run: RunInfo) -> str:
+    if run.progress_total:
+        return f"{run.progress_done or 0}/{run.progress_total}"
+    return "-"
+
+
+def _eta(run: RunInfo) -> str:
+    if run.eta_s is None:
+        return "-"
+    minutes, seconds = divmod(int(run.eta_s), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}"
+
+
+@guarded
+def runs(
+    project: str | None = typer.Option(None, "--project", "-P", help="Only this project."),
+    state: str | None = typer.Option(None, "--state", help=f"Only runs in this state: {_STATES}."),
+    kind: str | None = typer.Option(None, "--kind", help="train, predict, segment or evaluate."),
+    limit: int = typer.Option(50, "--limit", min=0, help="At most this many (0: all)."),
+    as_json: bool = typer.Option(False, "--json", help="A JSON list, newest first."),
+) -> None:
+    """List runs, newest first: state, progress, loss and why a queued run waits."""
+    if state is not None and state not in {s.value for s in RunState}:
+        raise typer.BadParameter(f"unknown state {state!r}: use one of {_STATES}")
+    with ensure_daemon() as client:
+        listed = client.runs(project=project, state=state, kind=kind, limit=limit)
+    if as_json:
+        typer.echo(json.dumps([r.model_dump(mode="json") for r in listed], indent=2))
+        return
+    if not listed:
+        typer.echo("no runs yet: `lsdctl train --project NAME` starts one")
+        return
+    table = Table(box=None, pad_edge=False)
+    for name in ("ID", "PROJECT", "STATE", "PROGRESS", "LOSS", "ETA", "CREATED", "NOTE"):
+        table.add_column(name, no_wrap=name != "NOTE", overflow="fold")
+    for run in listed:
+        table.add_row(
+            run.id,
+            run.project,
+            run.state.value,
+            _progress(run),
+            f"{run.latest_loss:.4f}" if run.latest_loss is not None else "-",
+            _eta(run),
+            _local(run.created),
+            run.reason if run.state != RunState.SUCCEEDED else "",
+        )
+    Console(width=200 if not Console().is_terminal else None).print(table)
+
+
+@run_app.command("show")
+@guarded
+def show(
+    run_id: str = _ID,
+    as_json: bool = typer.Option(False, "--json", help="Everything, as JSON."),
+) -> None:
+    """A run's state, config changes, attempts and latest metrics."""
+    with ensure_daemon() as client:
+        run = client.run(run_id)
+    if as_json:
+        typer.echo(json.dumps(run.model_dump(mode="json"), indent=2))
+        return
+    _print_detail(run)
+
+
+def _print_detail(run: RunDetail) -> None:
+    rows = [
+        ("run", run.id),
+        ("project", f"{run.project} ({run.project_path})"),
+        ("kind", run.kind),
+        ("state", run.state.value + (f": {run.reason}" if run.reason else "")),
+        ("progress", _progress(run) + (f", eta {_eta(run)}" if run.eta_s is not None else "")),
+        ("loss", f"{run.latest_loss:.4f} at step {run.latest_step}" if run.latest_loss else "-"),
+        ("gpus", ",".join(map(str, run.gpus)) or "none (CPU)"),
+        ("created", _local(run.created)),
+        ("started", _local(run.started)),
+        ("finished", _local(run.finished)),
+        ("attempts", str(run.attempts)),
+        ("pid", str(run.pid) if run.pid else "-"),
+        ("run dir", run.run_dir),
+        ("checkpoint", run.last_checkpoint or "-"),
+    ]
+    if run.error:
+        rows.append(("error", run.error))
+    if run.after:
+        rows.append(("after", ", ".join(run.after)))
+    if run.overrides:
+        rows.append(("changes", ", ".join(f"{k}={v}" for k, v in run.overrides.items())))
+    for attempt in run.history:
+        rows.append(
+            (
+                f"attempt {attempt.number}",
+                f"{_local(attempt.started)} → {_local(attempt.finished)}, "
+                f"exit {attempt.exit_code}, pid {attempt.pid}",
+            )
+        )
+    rows += [
+        (m.name, f"{'-' if m.value is None else f'{m.value:.6g}'} (step {m.step})")
+        for m in run.latest_metrics
+    ]
+    width = max(len(key) for key, _ in rows)
+    for key, value in rows:
+        typer.echo(f"{key:>{width}}  {value}")
+
+
+@run_app.command("release")
+@guarded
+def release(run_id: str = _ID) -> None:
+    """Let a run submitted with hold start."""
+    with ensure_daemon() as client:
+        run = client.release(run_id)
+    typer.echo(f"released run {run.id}: {run.state.value}")
+
+
+@guarded
+def logs(
+    run_id: str = _ID,
+    follow_: bool = typer.Option(False, "--follow", "-f", help="Keep printing until it ends."),
+) -> None:
+    """Print a run's log (stdout and stderr of its process)."""
+    with ensure_daemon() as client:
+        offset = 0
+        try:
+            while True:
+                chunk = client.log(run_id, offset)
+                if chunk.text:
+                    typer.echo(chunk.text, nl=False)
+                offset = chunk.next_offset
+                if chunk.next_offset > chunk.offset:
+                    continue
+                if not follow_ or chunk.finished:
+                    return
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            typer.echo(f"\nstopped following; run {run_id} goes on", err=True)
+
+
+@guarded
+def cancel(run_id: str = _ID) -> None:
+    """Stop a run: SIGTERM (a training run saves a checkpoint), SIGKILL after a grace period."""
+    with ensure_daemon() as client:
+        run = client.cancel(run_id)
+    if run.state == RunState.CANCELLED:
+        typer.echo(f"cancelled run {run.id} (it had not started)")
+    else:
+        typer.echo(f"cancelling run {run.id}: it stops after saving a checkpoint")
+
+
+@guarded
+def resume(
+    run_id: str = _ID,
+    iterations: int | None = typer.Option(
+        None, "--iterations", min=1, help="train: new total of iterations."
+    ),
+    detach: bool = typer.Option(False, "--detach", "-d", help="Queue it and return."),
+) -> None:
+    """Continue a stopped run as a new attempt (training goes on from its last checkpoint)."""
+    with ensure_daemon() as client:
+        run = client.resume(run_id, iterations)
+        if detach:
+            typer.echo(f"resumed run {run.id}: {run.state.value}")
+            return
+        detail = follow(client, run, run.kind)
+    if detail is None:
+        return
+    if detail.kind == "train":
+        report_run(detail)
+    elif detail.state != RunState.SUCCEEDED:
+        typer.echo(f"error: run {detail.id} {detail.state.value}: {detail.reason}", err=True)
+        raise typer.Exit(1)

@@ -1,0 +1,288 @@
+"""`lsdctl train`: train a model on a project's training volumes.
+
+By default the run goes to the daemon (started if needed), which queues it, gives it a
+GPU if there is one, and records it; this command follows it until it ends (Ctrl-C
+detaches; the run goes on). `-d` returns at once with the run id.
+
+`--local` runs `python -m engine.train RUN_DIR` as a child process in its own session
+(so torch never loads in this process, and a terminal Ctrl-C reaches only lsdctl, which
+then asks the run to checkpoint and stop), and follows its events with a progress bar.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+from daemon.schemas import RunCreate, RunDetail, RunInfo, RunState
+from engine import config as cfg
+from engine.errors import InputError
+from engine.events import read_events
+from engine.project import Project, check_name, projects_root
+from engine.rundir import EVENTS_FILE, LOG_FILE, RUN_FILE, RunSpec, new_run_id, write_spec
+from lsdctl.cli._follow import follow, make_progress
+from lsdctl.cli._guard import guarded
+from lsdctl.client import ensure_daemon
+
+_EXIT_INTERRUPTED = 3
+
+
+@guarded
+def train(
+    project: str = typer.Option(
+        ..., "--project", "-P", help="Project to train (its train/ volumes)."
+    ),
+    dataset: str | None = typer.Option(
+        None,
+        "--dataset",
+        help="Train with another preset's geometry and settings (your changes kept).",
+    ),
+    model: str | None = typer.Option(None, "--model", help="MTLSD, LSD, AFF, ACLSD or ACRLSD."),
+    iterations: int | None = typer.Option(
+        None, "--iterations", help="Total iterations; a resumed run continues up to this."
+    ),
+    resume: str | None = typer.Option(
+        None, "--resume", help="Continue run RUN_ID from its last checkpoint."
+    ),
+    local: bool = typer.Option(False, "--local", help="Run in the foreground, without the daemon."),
+    detach: bool = typer.Option(
+        False, "--detach", "-d", help="Queue the run and print its id; do not follow it."
+    ),
+    gpus: int = typer.Option(
+        1, "--gpus", min=0, help="GPUs to reserve (0: CPU; without GPUs the run uses the CPU)."
+    ),
+    require_gpu: bool = typer.Option(
+        False, "--require-gpu", help="Wait for a GPU rather than fall back to the CPU."
+    ),
+    share_gpu: bool = typer.Option(
+        False, "--share-gpu", help="Allow other sharing runs on the same GPU."
+    ),
+    after: list[str] = typer.Option(
+        [], "--after", help="Start only after this run succeeded (repeatable)."
+    ),
+    priority: int = typer.Option(0, "--priority", help="Higher starts first; FIFO within."),
+) -> None:
+    """Train an LSD model; shows progress, loss and ETA.
+
+    Through the daemon (default), Ctrl-C detaches and the run goes on; `lsdctl resume
+    RUN_ID` continues a stopped run. With --local, Ctrl-C stops the run after saving a
+    checkpoint and `--resume RUN_ID --local` continues it.
+
+    Examples:
+
+      lsdctl train --project brain1
+
+      lsdctl train --project brain1 --model ACRLSD --iterations 20000 -d
+
+      lsdctl train --project brain1 --local
+    """
+    if iterations is not None and iterations < 1:
+        raise InputError(f"--iterations must be positive, got {iterations}")
+    if resume is not None and (dataset or model):
+        raise InputError("--resume continues a run as it was: drop --dataset and --model")
+    if not local:
+        _train_in_daemon(
+            project,
+            dataset,
+            model,
+            iterations,
+            resume,
+            detach,
+            RunCreate(
+                kind="train",
+                project=".",
+                gpus=gpus,
+                require_gpu=require_gpu,
+                share_gpu=share_gpu,
+                after=after,
+                priority=priority,
+            ),
+        )
+        return
+    proj = Project.open(project)
+    if resume is not None:
+        run_dir = proj.runs_dir / resume
+        if not (run_dir / RUN_FILE).is_file():
+            raise InputError(f"no run {resume!r} in {proj.runs_dir}: see the folder names there")
+    else:
+        config = proj.load_config()
+        if dataset:
+            config = cfg.rebase(config, dataset)
+        if model:
+            config = cfg.with_value(config, "train.model_type", model.upper())
+        if iterations:
+            config = cfg.with_value(config, "train.iterations", iterations)
+        if not proj.volumes("train"):
+            raise InputError(
+                f"project {project} has no training volumes: `lsdctl data import FILE --project "
+                f"{project}` or `lsdctl data synth --project {project}`"
+            )
+    if resume is None:
+        run_id = new_run_id("train")
+        run_dir = proj.runs_dir / run_id
+        write_spec(
+            run_dir,
+            RunSpec(
+                id=run_id,
+                kind="train",
+                project=str(proj.path.resolve()),
+                config=config,
+                inputs={"volumes": [str(v.resolve()) for v in proj.volumes("train")]},
+            ),
+        )
+    code = run_foreground(run_dir, iterations)
+    _report(proj, run_dir, code)
+
+
+def run_foreground(run_dir: Path, iterations: int | None) -> int:
+    """Run engine.train on `run_dir`, following its events; returns its exit code."""
+    command = [sys.executable, "-m", "engine.train", str(run_dir)]
+    if iterations is not None:
+        command += ["--iterations", str(iterations)]
+    events_path = run_dir / EVENTS_FILE
+    offset = events_path.stat().st_size if events_path.exists() else 0
+    with (run_dir / LOG_FILE).open("ab") as log:
+        child = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    console = Console(stderr=True)
+    console.print(f"run {run_dir.name}: log at {run_dir / LOG_FILE}", highlight=False)
+    progress = make_progress(console)
+    task = progress.add_task("train", total=None, loss="-", note="")
+    stopping = False
+    with progress:
+        while True:
+            try:
+                finished = child.poll() is not None
+                events, offset = read_events(events_path, offset)
+                _update(progress, task, events)
+                if finished:
+                    break
+                time.sleep(0.3)
+            except KeyboardInterrupt:
+                if not stopping:
+                    stopping = True
+                    console.print(
+                        "stopping: the run saves a checkpoint first (Ctrl-C again to kill it)"
+                    )
+                    child.send_signal(signal.SIGTERM)
+                else:
+                    child.kill()
+    return child.wait()
+
+
+def _update(progress: Progress, task: Any, events: list[dict[str, Any]]) -> None:
+    for event in events:
+        if event["type"] == "progress":
+            progress.update(task, completed=event["done"], total=event["total"])
+        elif (
+            event["type"] == "metric"
+            and event.get("name") == "loss"
+            and event.get("value") is not None
+        ):
+            progress.update(task, completed=event["step"], loss=f"{event['value']:.4f}")
+
+
+def _report(proj: Project, run_dir: Path, code: int) -> None:
+    events, _ = read_events(run_dir / EVENTS_FILE)
+    errors = [e["message"] for e in events if e["type"] == "error"]
+    checkpoints = [e for e in events if e["type"] == "checkpoint"]
+    resume = f"lsdctl train --project {proj.name} --resume {run_dir.name} --local"
+    if code == 0:
+        result: dict[str, Any] = next((e for e in reversed(events) if e["type"] == "result"), {})
+        typer.echo(
+            f"done: run {run_dir.name}, {result.get('iterations')} iterations, "
+            f"last loss {result.get('final_loss', float('nan')):.4f}"
+        )
+        typer.echo(f"checkpoint: {result.get('checkpoint')}")
+        return
+    if code == _EXIT_INTERRUPTED:
+        where = f" at iteration {checkpoints[-1]['iteration']}" if checkpoints else ""
+        typer.echo(f"interrupted{where}; checkpoint saved. Continue with: {resume}", err=True)
+        raise typer.Exit(_EXIT_INTERRUPTED)
+    message = errors[-1] if errors else f"exit code {code}"
+    if code == 2:
+        raise InputError(message)
+    typer.echo(
+        f"error: training failed: {message} (see {run_dir / LOG_FILE}); continue with: {resume}",
+        err=True,
+    )
+    raise typer.Exit(1)
+
+
+def _train_in_daemon(
+    project: str,
+    dataset: str | None,
+    model: str | None,
+    iterations: int | None,
+    resume: str | None,
+    detach: bool,
+    request: RunCreate,
+) -> None:
+    client = ensure_daemon()
+    with client:
+        if resume is not None:
+            run: RunInfo = client.resume(resume, iterations)
+        else:
+            # The daemon resolves and validates the config: a bad value is its 4xx answer.
+            overrides: dict[str, object] = {}
+            if model:
+                overrides["train.model_type"] = model.upper()
+            if iterations:
+                overrides["train.iterations"] = iterations
+            path = (projects_root() / check_name(project)).absolute()
+            run = client.submit(
+                request.model_copy(
+                    update={"project": str(path), "preset": dataset, "overrides": overrides}
+                )
+            )
+        if detach:
+            typer.echo(run.id)
+            return
+        detail = follow(client, run, "training")
+    if detail is not None:
+        report_run(detail)
+
+
+def report_run(run: RunDetail) -> None:
+    """The end of a followed daemon run: one summary, and the exit code its state implies."""
+    resume = f"lsdctl resume {run.id}"
+    if run.state == RunState.SUCCEEDED:
+        result: dict[str, Any] = run.result or {}
+        loss = result.get("final_loss")
+        done = result.get("iterations", run.progress_done)
+        typer.echo(
+            f"done: run {run.id}, {done} iterations, last loss "
+            f"{loss if loss is None else f'{loss:.4f}'}"
+        )
+        typer.echo(f"checkpoint: {result.get('checkpoint') or run.last_checkpoint}")
+        return
+    where = f" at iteration {run.progress_done}" if run.progress_done is not None else ""
+    if run.state == RunState.INTERRUPTED:
+        typer.echo(f"interrupted{where}: {run.reason}. Continue with: {resume}", err=True)
+        raise typer.Exit(_EXIT_INTERRUPTED)
+    if run.state == RunState.CANCELLED:
+        typer.echo(f"run {run.id} was cancelled{where}; continue with: {resume}", err=True)
+        raise typer.Exit(1)
+    message = run.error or f"exit code {run.exit_code}"
+    if run.exit_code == 2:
+        raise InputError(message)
+    typer.echo(
+        f"error: run {run.id} failed: {message} (see {run.run_dir}/log.txt); "
+        f"continue with: {resume}",
+        err=True,
+    )
+    raise typer.Exit(1)
