@@ -188,6 +188,11 @@ class TrainConfig(_Section):
         description="Write raw, targets and predictions to a zarr every N iterations (0: never).",
     )
     amp: bool = Field(False, description="Mixed precision (bf16/fp16 autocast) on CUDA.")
+    seed: int | None = Field(
+        None,
+        description="Seed for the weights and, with system.num_workers = 0, the batches: "
+        "a reproducible run (unset: a different run each time).",
+    )
     tensorboard: bool = Field(False, description="Also write TensorBoard event files.")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 

@@ -171,6 +171,8 @@ class Trainer:
         config = self.config
         volumes = self._volumes()
         device = self._device()
+        if config.train.seed is not None:
+            torch.manual_seed(config.train.seed)
         model_type = config.train.model_type
         model = build_model(
             model_type, config.model, config.data.dims, len(config.affinity_neighborhood())
@@ -228,6 +230,8 @@ class Trainer:
             input_shape=config.model.input_shape,
             lsds_shape=shapes.get("lsds"),
             affs_shape=shapes.get("affs"),
+            # Batch i of a resumed run must not repeat batch i of the first attempt.
+            seed=None if config.train.seed is None else config.train.seed + start,
         )
         logger.info(
             "training %s on %s: %d volume(s), input %s, outputs %s, iterations %d..%d",

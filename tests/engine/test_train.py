@@ -84,8 +84,9 @@ def test_tiny_mtlsd_loss_falls_on_synthetic_data(tmp_path: Path) -> None:
     # A smaller net than the tiny preset's, so that 200 CPU iterations take about a minute.
     project, config = _project(
         tmp_path,
-        train={"iterations": 200, "checkpoint_every": 200},
+        train={"iterations": 200, "checkpoint_every": 200, "seed": 1},
         model={"num_fmaps": 4, "fmap_inc_factor": 3, "input_shape": [36, 36, 36]},
+        system={"num_workers": 0, "cache_size": 1},  # with the seed: a reproducible run
     )
     run_dir = _run_dir(project, config)
     assert train_main([str(run_dir)]) == 0
@@ -187,8 +188,8 @@ def test_2d_model_learns_on_the_lsd_tutorial_patches(tmp_path: Path) -> None:
     config = cfg.from_preset(
         "tiny2d",
         {
-            "system": {"num_workers": 1, "cache_size": 2},
-            "train": {"iterations": 200, "checkpoint_every": 200},
+            "system": {"num_workers": 0, "cache_size": 1},
+            "train": {"iterations": 200, "checkpoint_every": 200, "seed": 1},
         },
     )
     project = tmp_path / "proj"
@@ -213,8 +214,8 @@ def test_3d_model_learns_on_gala(tmp_path: Path) -> None:
         "tiny",
         {
             "data": {"voxel_size": [10, 10, 10]},
-            "system": {"num_workers": 1, "cache_size": 2},
-            "train": {"iterations": 200, "checkpoint_every": 200},
+            "system": {"num_workers": 0, "cache_size": 1},
+            "train": {"iterations": 200, "checkpoint_every": 200, "seed": 1},
             "model": {"num_fmaps": 4, "fmap_inc_factor": 3, "input_shape": [36, 36, 36]},
         },
     )
