@@ -36,6 +36,7 @@ def demo(
     typer.echo("[3/3] data check")
     data_cli.check(project=name, as_json=False)
     typer.echo(
-        f"\ndone: {project.path}. Training, prediction, segmentation and evaluation join this "
-        "demo as they land (see README)."
+        f"\ndone: {project.path}. Next: `lsdctl train --project {name}` trains an MTLSD model "
+        f"on it (`lsdctl runs` lists the runs); prediction, segmentation and evaluation join "
+        "this demo as they land (see README)."
     )
