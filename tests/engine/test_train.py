@@ -42,6 +42,15 @@ def _run_dir(project: Path, config: cfg.ProjectConfig, name: str = "run") -> Pat
     return run_dir
 
 
+def _train_loss_drop(run_dir: Path, window: int, label: str) -> tuple[float, float]:
+    """Train the run to its end; mean loss over the first and last `window` iterations."""
+    assert train_main([str(run_dir)]) == 0
+    losses = _losses(run_dir)
+    first, last = float(np.mean(losses[:window])), float(np.mean(losses[-window:]))
+    print(f"{label}: loss {first:.4f} -> {last:.4f} ({last / first:.2f})")
+    return first, last
+
+
 def _losses(run_dir: Path) -> list[float]:
     events, _ = read_events(run_dir / "events.jsonl")
     return [e["value"] for e in events if e["type"] == "metric" and e["name"] == "loss"]
@@ -88,11 +97,7 @@ def test_tiny_mtlsd_loss_falls_on_synthetic_data(tmp_path: Path) -> None:
         model={"num_fmaps": 4, "fmap_inc_factor": 3, "input_shape": [36, 36, 36]},
         system={"num_workers": 0, "cache_size": 1},  # with the seed: a reproducible run
     )
-    run_dir = _run_dir(project, config)
-    assert train_main([str(run_dir)]) == 0
-    losses = _losses(run_dir)
-    first, last = np.mean(losses[:30]), np.mean(losses[-30:])
-    print(f"tiny MTLSD: loss {first:.4f} -> {last:.4f} ({last / first:.2f})")
+    first, last = _train_loss_drop(_run_dir(project, config), 30, "tiny MTLSD")
     assert last < 0.7 * first
 
 
@@ -197,11 +202,7 @@ def test_2d_model_learns_on_the_lsd_tutorial_patches(tmp_path: Path) -> None:
         raw = tifffile.imread(SHARED_DATA / "lsd-tutorial-2d" / f"raw_{i}.tif")
         labels = tifffile.imread(SHARED_DATA / "lsd-tutorial-2d" / f"labels_{i}.tif")
         write_volume(project / "train" / f"p{i}.zarr", raw, labels.astype(np.uint64), [4, 4])
-    run_dir = _run_dir(project, config)
-    assert train_main([str(run_dir)]) == 0
-    losses = _losses(run_dir)
-    first, last = np.mean(losses[:20]), np.mean(losses[-20:])
-    print(f"2D tutorial: loss {first:.4f} -> {last:.4f}")
+    first, last = _train_loss_drop(_run_dir(project, config), 20, "2D tutorial")
     assert last < 0.8 * first
 
 
@@ -225,9 +226,5 @@ def test_3d_model_learns_on_gala(tmp_path: Path) -> None:
         labels = f["stack"][:35].astype(np.uint64)
     project = tmp_path / "proj"
     write_volume(project / "train" / "gala.zarr", raw, labels, [10, 10, 10])
-    run_dir = _run_dir(project, config)
-    assert train_main([str(run_dir)]) == 0
-    losses = _losses(run_dir)
-    first, last = np.mean(losses[:20]), np.mean(losses[-20:])
-    print(f"gala 3D: loss {first:.4f} -> {last:.4f}")
+    first, last = _train_loss_drop(_run_dir(project, config), 20, "gala 3D")
     assert last < 0.8 * first
