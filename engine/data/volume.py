@@ -54,7 +54,7 @@ def create_array(
         shape=tuple(shape),
         offset=Coordinate(offset),
         voxel_size=Coordinate(voxel_size),
-        axis_names=axis_names(dims)[: len(shape)] if len(shape) == dims else None,
+        axis_names=_names(len(shape), dims),
         units=["nm"] * dims,
         chunk_shape=tuple(chunks or default_chunks(shape)),
         dtype=dtype,
@@ -62,6 +62,63 @@ def create_array(
         custom_metadata={"resolution": list(voxel_size)},
     )
     return zarr.open(str(container / name), mode="r+")
+
+
+def _names(ndim: int, dims: int) -> list[str] | None:
+    if ndim == dims:
+        return axis_names(dims)
+    if ndim == dims + 1:  # channels first: predictions
+        return ["c^", *axis_names(dims)]
+    return None
+
+
+def read_window(
+    array: Any,
+    voxel_size: Sequence[int],
+    offset: Sequence[int],
+    start: Sequence[int],
+    shape: Sequence[int],
+    fill: int = 0,
+) -> np.ndarray:
+    """Voxels `start` .. `start + shape` (world units, nm) of a zarr array, padded with `fill`.
+
+    Straight from zarr: funlib's Array goes through dask, which costs time per block and
+    must not run in forked workers. Channel axes (leading) are read whole.
+    """
+    dims = len(voxel_size)
+    channels = tuple(array.shape[: array.ndim - dims])
+    begin = [(s - o) // v for s, o, v in zip(start, offset, voxel_size)]
+    size = [sh // v for sh, v in zip(shape, voxel_size)]
+    extent = array.shape[array.ndim - dims :]
+    lo = [max(b, 0) for b in begin]
+    hi = [min(b + n, e) for b, n, e in zip(begin, size, extent)]
+    out = np.full((*channels, *size), fill, dtype=array.dtype)
+    if all(h > low for low, h in zip(lo, hi)):
+        source = tuple(slice(low, h) for low, h in zip(lo, hi))
+        target = tuple(slice(low - b, h - b) for low, h, b in zip(lo, hi, begin))
+        out[(..., *target)] = array[(..., *source)]
+    return out
+
+
+def write_window(
+    array: Any,
+    voxel_size: Sequence[int],
+    offset: Sequence[int],
+    start: Sequence[int],
+    data: np.ndarray,
+) -> None:
+    """Write `data` (voxels, channels first) at world `start`, cropped to the array."""
+    dims = len(voxel_size)
+    begin = [(s - o) // v for s, o, v in zip(start, offset, voxel_size)]
+    size = data.shape[data.ndim - dims :]
+    extent = array.shape[array.ndim - dims :]
+    lo = [max(b, 0) for b in begin]
+    hi = [min(b + n, e) for b, n, e in zip(begin, size, extent)]
+    if any(h <= low for low, h in zip(lo, hi)):
+        return
+    target = tuple(slice(low, h) for low, h in zip(lo, hi))
+    source = tuple(slice(low - b, h - b) for low, h, b in zip(lo, hi, begin))
+    array[(..., *target)] = data[(..., *source)]
 
 
 def open_array(container: Path, name: str, mode: str = "r") -> Any:

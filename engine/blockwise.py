@@ -1,0 +1,496 @@
+"""Blockwise tasks on daisy: one module builds and runs them, for predict and segment.
+
+A task covers an output ROI with write blocks (aligned to the output's zarr chunks) and
+reads each block grown by a context. Workers are processes of their own: daisy starts
+each through `_start_worker`, which either serves blocks in that process (`local`, with
+CUDA_VISIBLE_DEVICES set to GPU i mod n before anything imports torch) or hands the
+serving over to a Slurm or LSF job that connects back to daisy's scheduler. torch is
+never imported by the scheduling process.
+
+What survives a crash: daisy records finished blocks in `tracking_dir` (one byte a
+block, beside the output), so a task started again does only the rest. A block that
+raises is caught in the worker, reported as failed and retried (`retries`); the worker
+lives on, so the model is loaded once per worker, not once per failure. A worker that
+dies (killed, out of memory) is replaced, up to a cap. Block events are written by each
+worker to a file of its own (`RUN_DIR/blocks/`, safe on a shared cluster filesystem)
+and relayed by the scheduling process into `events.jsonl`, the run's single writer.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from engine.errors import EngineError, InputError
+from engine.events import EventWriter, read_events
+
+logger = logging.getLogger(__name__)
+
+Executor = Literal["local", "slurm", "lsf"]
+BLOCKS_DIR = "blocks"
+WORKERS_DIR = "workers"
+# Progress events at most this often: daisy reports every block change.
+_PROGRESS_EVERY_S = 0.5
+
+
+class BlockFailed(EngineError):
+    """A block failed more often than its retries allow; the message holds its traceback."""
+
+
+class BlockProcessor(Protocol):
+    """What a worker runs: built once per worker, then called once per block."""
+
+    def __call__(self, block: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where and how cluster workers run (from the predict section of the config)."""
+
+    partition: str = ""
+    time_limit: str = ""
+    account: str = ""
+    extra: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs, picklable: daisy ships it to each worker process.
+
+    `target` is "module:factory"; `factory(run_dir, task_id)` returns the block processor.
+    """
+
+    run_dir: str
+    task_id: str
+    target: str
+    executor: Executor = "local"
+    gpus: tuple[int, ...] = ()
+    cluster: Cluster = field(default_factory=Cluster)
+    python: str = sys.executable
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The block layout of one task, in world units (nm), z first.
+
+    `total_write` is the output ROI; blocks of `block` tile it from its offset (the last
+    ones overhang and are cropped when written); each block reads `context` more on each
+    side. `shape` is the number of blocks per axis.
+    """
+
+    offset: tuple[int, ...]
+    extent: tuple[int, ...]
+    block: tuple[int, ...]
+    context: tuple[int, ...]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(-(-e // b) for e, b in zip(self.extent, self.block))
+
+    @property
+    def num_blocks(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    def position(self, write_offset: Sequence[int]) -> tuple[int, ...]:
+        """Grid coordinates of the block whose write ROI starts at `write_offset`."""
+        return tuple((w - o) // b for w, o, b in zip(write_offset, self.offset, self.block))
+
+    def index(self, write_offset: Sequence[int]) -> int:
+        """Row-major block index: stable across runs, so ids derived from it are too."""
+        index = 0
+        for p, s in zip(self.position(write_offset), self.shape):
+            index = index * s + p
+        return index
+
+
+@dataclass
+class Outcome:
+    """How a task ended."""
+
+    total: int
+    completed: int
+    skipped: int
+    failed: int
+    seconds: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.completed >= self.total
+
+
+def _import_target(target: str) -> Any:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+# ---- worker side ---------------------------------------------------------------------
+
+
+class _BlockLog:
+    """One worker's block events, one JSON object a line, in a file only it writes."""
+
+    def __init__(self, run_dir: Path, task_id: str, worker: int) -> None:
+        folder = run_dir / BLOCKS_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{_safe(task_id)}.w{worker}.{os.uname().nodename}.{os.getpid()}.jsonl"
+        self._file = (folder / name).open("a", buffering=1)
+        self.worker = worker
+
+    def write(self, **event: Any) -> None:
+        event = {"t": round(time.time(), 3), "worker": self.worker, **event}
+        self._file.write(json.dumps(event) + "\n")
+        self._file.flush()
+
+
+def _safe(task_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in task_id)
+
+
+def serve(run_dir: Path, task_id: str, target: str) -> None:
+    """Connect to daisy's scheduler (DAISY_CONTEXT) and process blocks until none are left."""
+    import daisy.v2 as daisy
+
+    client = daisy.Client()
+    log = _BlockLog(run_dir, task_id, client.worker_id)
+    log.write(type="worker", status="started", task=task_id, host=os.uname().nodename)
+    process: BlockProcessor = _import_target(target)(run_dir, task_id)
+    served = 0
+    while True:
+        with client.acquire_block() as block:
+            if block is None:
+                break
+            offset = tuple(int(v) for v in block.write_roi.offset)
+            log.write(type="block", task=task_id, offset=offset, status="running")
+            start = time.monotonic()
+            try:
+                process(block)
+            except Exception:
+                # Caught here, not in daisy: a raising block would otherwise end the
+                # worker, and with it the loaded model. daisy retries the block.
+                block.status = daisy.BlockStatus.FAILED
+                error = traceback.format_exc()
+                logger.error("block at %s failed:\n%s", offset, error)
+                log.write(type="block", task=task_id, offset=offset, status="failed", error=error)
+                continue
+            served += 1
+            log.write(
+                type="block",
+                task=task_id,
+                offset=offset,
+                status="done",
+                seconds=round(time.monotonic() - start, 3),
+            )
+    log.write(type="worker", status="finished", task=task_id, blocks=served)
+
+
+def _start_worker(spec: WorkerSpec, *, context: Any) -> None:
+    """daisy's spawn function: runs in a fresh process daisy started for worker slot i."""
+    worker = int(context["worker_id"])
+    env_context = context.to_env()
+    gpu = str(spec.gpus[worker % len(spec.gpus)]) if spec.gpus else ""
+    if spec.executor == "local":
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+        serve(Path(spec.run_dir), spec.task_id, spec.target)
+        return
+    command = [spec.python, "-m", "engine.blockwise", spec.run_dir, spec.task_id, spec.target]
+    log = Path(spec.run_dir) / WORKERS_DIR / f"{_safe(spec.task_id)}.cluster-{worker}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "DAISY_CONTEXT": env_context, "PYTHONUNBUFFERED": "1"}
+    submit = cluster_command(spec, worker, command, log)
+    logger.info("worker %d: %s", worker, shlex.join(submit))
+    # The submit command waits for the job (sbatch --wait, bsub -K): this spawn function
+    # lives as long as its worker, which is how daisy counts and replaces workers.
+    done = subprocess.run(submit, env=env, cwd=spec.run_dir, check=False)
+    if done.returncode != 0:
+        raise EngineError(
+            f"{spec.executor} worker {worker} ended with exit code {done.returncode} (see {log})"
+        )
+
+
+def cluster_command(spec: WorkerSpec, worker: int, command: list[str], log: Path) -> list[str]:
+    """The sbatch or bsub command line that runs one worker as a job and waits for it."""
+    name = f"lsdctl-{_safe(spec.task_id)}-{worker}"[:64]
+    wrapped = shlex.join(command)
+    c = spec.cluster
+    if spec.executor == "slurm":
+        line = ["sbatch", "--wait", "--parsable", "--job-name", name, "--output", str(log)]
+        line += ["--export", "ALL", "--chdir", spec.run_dir]
+        if spec.gpus:
+            line += ["--gres", "gpu:1"]
+        if c.partition:
+            line += ["--partition", c.partition]
+        if c.time_limit:
+            line += ["--time", c.time_limit]
+        if c.account:
+            line += ["--account", c.account]
+        return [*line, *c.extra, "--wrap", wrapped]
+    if spec.executor == "lsf":
+        line = ["bsub", "-K", "-J", name, "-o", str(log), "-cwd", spec.run_dir]
+        if spec.gpus:
+            line += ["-gpu", "num=1"]
+        if c.partition:
+            line += ["-q", c.partition]
+        if c.time_limit:
+            line += ["-W", _lsf_minutes(c.time_limit)]
+        if c.account:
+            line += ["-P", c.account]
+        return [*line, *c.extra, wrapped]
+    raise InputError(f"unknown executor {spec.executor!r}: use local, slurm or lsf")
+
+
+def _lsf_minutes(time_limit: str) -> str:
+    """LSF's -W takes [hours:]minutes; config gives Slurm's [hours:]minutes:seconds."""
+    parts = [int(p) for p in time_limit.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    hours, minutes, seconds = parts[-3:]
+    total = hours * 60 + minutes + (1 if seconds else 0)
+    return f"{total // 60}:{total % 60:02d}"
+
+
+# ---- scheduler side ------------------------------------------------------------------
+
+
+class _Relay:
+    """Moves the workers' block events into events.jsonl, and daisy's counts as progress.
+
+    daisy calls the observer methods from its own threads, the relay thread reads the
+    block files: everything that writes events goes through one lock.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        events: EventWriter,
+        grid: Grid,
+        task_id: str,
+        progress: tuple[int, int] | None,
+    ) -> None:
+        self.progress = progress
+        self.folder = run_dir / BLOCKS_DIR
+        self.events = events
+        self.grid = grid
+        self.task_id = task_id
+        self.prefix = f"{_safe(task_id)}.w"
+        self.lock = threading.Lock()
+        self.offsets: dict[Path, int] = {}
+        self.failures: dict[tuple[int, ...], str] = {}
+        self.done = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="block-relay", daemon=True)
+        self._last_progress = 0.0
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # Files of an earlier attempt were relayed then: start after their end.
+        for path in self.folder.glob(f"{self.prefix}*.jsonl"):
+            self.offsets[path] = path.stat().st_size
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.poll()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.25):
+            self.poll()
+
+    def poll(self) -> None:
+        for path in sorted(self.folder.glob(f"{self.prefix}*.jsonl")):
+            found, self.offsets[path] = read_events(path, self.offsets.get(path, 0))
+            for event in found:
+                self._relay(event)
+
+    def _relay(self, event: dict[str, Any]) -> None:
+        worker = event.get("worker")
+        with self.lock:
+            if event.get("type") == "worker":
+                self.events.emit(
+                    "worker", task=self.task_id, worker=worker, status=event.get("status")
+                )
+                return
+            offset = tuple(event.get("offset") or ())
+            status = str(event.get("status"))
+            fields: dict[str, Any] = {
+                "id": f"{self.task_id}:{self.grid.index(offset)}",
+                "task": self.task_id,
+                "grid": list(self.grid.position(offset)),
+                "status": status,
+                "worker": worker,
+            }
+            if status == "failed":
+                self.failures[offset] = str(event.get("error", ""))
+                fields["error"] = self.failures[offset][-4000:]
+            elif status == "done":
+                self.failures.pop(offset, None)
+                fields["seconds"] = event.get("seconds")
+            self.events.emit("block", **fields)
+
+    # daisy's observer protocol
+    def on_start(self, states: dict[str, Any]) -> None:
+        self._progress(states, force=True)
+
+    def on_progress(self, states: dict[str, Any]) -> None:
+        self._progress(states)
+
+    def on_finish(self, states: dict[str, Any]) -> None:
+        self._progress(states, force=True)
+
+    def _progress(self, states: dict[str, Any], force: bool = False) -> None:
+        state = states.get(self.task_id)
+        if state is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_progress < _PROGRESS_EVERY_S:
+            return
+        self._last_progress = now
+        done, total = int(state.completed_count), int(state.total_block_count)
+        if self.progress is not None:  # one of several tasks of a run: the run's count
+            done, total = done + self.progress[0], self.progress[1]
+        with self.lock:
+            self.events.emit(
+                "progress",
+                task=self.task_id,
+                done=done,
+                total=total,
+                failed=int(state.failed_count),
+            )
+
+
+def run_task(
+    *,
+    task_id: str,
+    grid: Grid,
+    run_dir: Path,
+    events: EventWriter,
+    target: str,
+    tracking_dir: Path,
+    workers: int,
+    executor: Executor = "local",
+    gpus: Sequence[int] = (),
+    retries: int = 2,
+    timeout: float | None = None,
+    host: str = "127.0.0.1",
+    cluster: Cluster | None = None,
+    max_worker_restarts: int | None = None,
+    progress: tuple[int, int] | None = None,
+) -> Outcome:
+    """Run one blockwise task to its end and say how it went (never raises for blocks).
+
+    Blocks recorded in `tracking_dir` by an earlier run are skipped. `progress` is (blocks
+    of the run done before this task, blocks of the whole run) for its progress events.
+    Worker logs go to RUN_DIR/workers/ (daisy would write them into the current directory).
+    """
+    import daisy.v2 as daisy
+    from daisy import logging as daisy_logging
+    from funlib.geometry import Coordinate, Roi
+
+    run_dir = run_dir.resolve()
+    daisy_logging.set_log_basedir(run_dir / WORKERS_DIR)
+    context = Coordinate(grid.context)
+    total = Roi(grid.offset, grid.extent).grow(context, context)
+    block = Coordinate(grid.block)
+    spec = WorkerSpec(
+        run_dir=str(run_dir),
+        task_id=task_id,
+        target=target,
+        executor=executor,
+        gpus=tuple(gpus),
+        cluster=cluster or Cluster(),
+    )
+    task = daisy.Task(
+        task_id,
+        total_roi=total,
+        read_roi=Roi((0,) * len(block), block + context * 2),
+        write_roi=Roi(context, block),
+        process_function=partial(_start_worker, spec),
+        read_write_conflict=False,
+        fit="overhang",
+        max_workers=workers,
+        max_retries=retries,
+        timeout=timeout or None,
+        tracking_path=str(tracking_dir),
+        max_worker_restarts=(
+            max_worker_restarts if max_worker_restarts is not None else 3 * workers + retries
+        ),
+    )
+    relay = _Relay(run_dir, events, grid, task_id, progress)
+    events.emit(
+        "blockgrid",
+        task=task_id,
+        shape=list(grid.shape),
+        total=grid.num_blocks,
+        block=list(grid.block),
+        offset=list(grid.offset),
+    )
+    relay.start()
+    start = time.monotonic()
+    error: str | None = None
+    try:
+        server = daisy.Server()
+        states = server.run_blockwise(
+            daisy.Pipeline.from_task(task), progress=relay, host=host, summary=False
+        )
+    except RuntimeError as exc:  # daisy abandons a task whose workers keep dying
+        states = None
+        error = str(exc)
+    finally:
+        relay.stop()
+    seconds = time.monotonic() - start
+    if states is None:
+        return Outcome(grid.num_blocks, 0, 0, 0, seconds, error)
+    state = states[task_id]
+    outcome = Outcome(
+        total=int(state.total_block_count),
+        completed=int(state.completed_count),
+        skipped=int(state.skipped_count),
+        failed=int(state.failed_count) + int(state.orphaned_count),
+        seconds=seconds,
+    )
+    if state.abandoned:
+        outcome.error = f"workers kept failing: {state.abandon_reason}\n{state.last_worker_error}"
+    elif outcome.completed < outcome.total:
+        first = next(iter(relay.failures.items()), None)
+        if first is not None:
+            outcome.error = (
+                f"block at {list(first[0])} failed {retries + 1} times; its last error:\n{first[1]}"
+            )
+        else:
+            outcome.error = (
+                f"{outcome.total - outcome.completed} of {outcome.total} blocks did not "
+                f"finish: {state.last_worker_error or 'no error was reported'}"
+            )
+    return outcome
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m engine.blockwise RUN_DIR TASK_ID TARGET`: a cluster job's worker."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 3:
+        sys.stderr.write("usage: python -m engine.blockwise RUN_DIR TASK_ID MODULE:FACTORY\n")
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    serve(Path(args[0]), args[1], args[2])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

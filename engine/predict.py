@@ -1,0 +1,457 @@
+"""`python -m engine.predict RUN_DIR [--overwrite]`: predict affinities and LSDs blockwise.
+
+One daisy task per volume (the project's `test/` volumes unless run.toml names others):
+write blocks of `predict.block_shape` (a multiple of the model output), each reading the
+model's context around it; the outputs `pred_affs` and `pred_lsds` (uint8, channels
+first, voxel size and offset of the raw) are chunked to the write block, so no two
+blocks share a chunk. Workers load the checkpoint once and predict each block tile by
+tile, the same way in every worker: the result does not depend on how many workers ran
+or in what order, and equals `predict_in_process`.
+
+Each output records the hash of the checkpoint and of the settings that shape the
+prediction. A run started again on outputs with the same hashes does only the blocks
+not yet done (daisy's records beside the output); other hashes are refused unless
+`--overwrite` (or run.toml `inputs.overwrite`). Exit codes as engine.train: 0 done,
+1 failed, 2 bad input, 3 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+
+from engine.blockwise import Cluster, Grid, run_task
+from engine.config import ModelType, ProjectConfig
+from engine.data.volume import RAW, create_array, read_window, write_window
+from engine.errors import EngineError, InputError
+from engine.events import EventWriter
+from engine.rundir import EVENTS_FILE, RUN_FILE, RunSpec, read_spec
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3
+PREDICTIONS = "predictions"
+AFFS, LSDS = "pred_affs", "pred_lsds"
+TRACKING = ".blocks"
+_OUTPUTS = {
+    ModelType.MTLSD: (LSDS, AFFS),
+    ModelType.LSD: (LSDS,),
+    ModelType.AFF: (AFFS,),
+    ModelType.ACLSD: (LSDS, AFFS),
+    ModelType.ACRLSD: (LSDS, AFFS),
+}
+
+
+@dataclass(frozen=True)
+class VolumePlan:
+    """One volume to predict: where its raw is, where the outputs go, the block grid."""
+
+    source: Path
+    output: Path
+    grid: Grid
+    voxel_size: tuple[int, ...]
+    shape: tuple[int, ...]
+
+    @property
+    def task_id(self) -> str:
+        return f"predict-{self.source.stem}"
+
+
+def network_config(spec: RunSpec) -> ProjectConfig:
+    """The config the checkpoint was trained with, when its training run is known.
+
+    The network must be rebuilt as it was trained, whatever the project's config says
+    now; only the predict section (blocks, workers) comes from this run.
+    """
+    checkpoint = Path(str(spec.inputs.get("checkpoint", "")))
+    train_run = checkpoint.parent.parent
+    if (train_run / RUN_FILE).is_file():
+        trained = read_spec(train_run).config
+        return trained.model_copy(update={"predict": spec.config.predict})
+    return spec.config
+
+
+def checkpoint_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def settings_hash(config: ProjectConfig) -> str:
+    """What shapes the values and the layout of a prediction, hashed."""
+    relevant = {
+        "model": config.model.model_dump(mode="json"),
+        "model_type": config.train.model_type.value,
+        "neighborhood": config.affinity_neighborhood(),
+        "voxel_size": list(config.data.voxel_size),
+        "normalize": config.preprocess.normalize,
+        "block_shape": config.block_shape(),
+        "context": config.context(),
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
+
+
+def plan_volumes(spec: RunSpec, config: ProjectConfig, run_dir: Path) -> list[VolumePlan]:
+    """The volumes to predict and their block grids; InputError for anything unusable."""
+    import zarr
+
+    listed = spec.inputs.get("volumes")
+    if listed:
+        volumes = [Path(str(v)) for v in listed]
+    else:
+        volumes = sorted((Path(spec.project) / "test").glob("*.zarr"))
+    if not volumes:
+        raise InputError(
+            f"no volumes to predict in {Path(spec.project) / 'test'}: import one with "
+            "`lsdctl data import FILE --split test` or name them with --volumes"
+        )
+    output_dir = Path(str(spec.inputs.get("output_dir") or run_dir / PREDICTIONS))
+    dims = config.data.dims
+    block_voxels = config.block_shape()
+    context_voxels = config.context()
+    plans = []
+    for volume in volumes:
+        try:
+            raw = zarr.open(str(volume / RAW), mode="r")
+        except (zarr.errors.PathNotFoundError, FileNotFoundError, ValueError):
+            raise InputError(f"{volume} has no raw array: is it a project volume?") from None
+        attrs = raw.attrs.asdict()
+        voxel_size = tuple(int(v) for v in attrs.get("voxel_size", config.data.voxel_size))
+        offset = tuple(int(v) for v in attrs.get("offset", [0] * dims))
+        if len(voxel_size) != dims or raw.ndim != dims:
+            raise InputError(
+                f"{volume}: raw is {raw.ndim}D with voxel size {list(voxel_size)}, but the "
+                f"model is {dims}D"
+            )
+        if list(voxel_size) != list(config.data.voxel_size):
+            raise InputError(
+                f"{volume} has voxel size {list(voxel_size)}, the model was trained at "
+                f"{list(config.data.voxel_size)}: predict volumes of the training resolution"
+            )
+        grid = Grid(
+            offset=offset,
+            extent=tuple(s * v for s, v in zip(raw.shape, voxel_size)),
+            block=tuple(b * v for b, v in zip(block_voxels, voxel_size)),
+            context=tuple(c * v for c, v in zip(context_voxels, voxel_size)),
+        )
+        plans.append(
+            VolumePlan(
+                volume.resolve(), output_dir / volume.name, grid, voxel_size, tuple(raw.shape)
+            )
+        )
+    names = [p.output.name for p in plans]
+    if len(set(names)) != len(names):
+        raise InputError(f"two volumes share a name ({names}): outputs would collide")
+    return plans
+
+
+def prepare_outputs(
+    plan: VolumePlan, config: ProjectConfig, hashes: dict[str, str], overwrite: bool
+) -> None:
+    """Create the output arrays, or check that existing ones belong to this prediction."""
+    import zarr
+
+    if plan.output.exists():
+        found = zarr.open_group(str(plan.output), mode="r").attrs.asdict()
+        stale = {k: found.get(k) for k in hashes if found.get(k) != hashes[k]}
+        if not stale:
+            return
+        if not overwrite:
+            what = " and ".join(k.replace("_sha256", "") for k in stale)
+            raise InputError(
+                f"{plan.output} holds a prediction with another {what}: pass --overwrite to "
+                "replace it, or predict into a new run"
+            )
+        logger.info("--overwrite: removing %s", plan.output)
+        shutil.rmtree(plan.output)
+    block = config.block_shape()
+    outputs = _OUTPUTS[config.train.model_type]
+    channels = {AFFS: len(config.affinity_neighborhood()), LSDS: config.num_lsds()}
+    for name in outputs:
+        create_array(
+            plan.output,
+            name,
+            (channels[name], *plan.shape),
+            np.uint8,
+            plan.voxel_size,
+            plan.grid.offset,
+            chunks=(channels[name], *block),
+        )
+    root = zarr.open_group(str(plan.output), mode="a")
+    # Hashes last: an output without them is incomplete and gets recreated.
+    root.attrs.update(
+        {
+            "source_volume": str(plan.source),
+            "model_type": config.train.model_type.value,
+            "neighborhood": config.affinity_neighborhood(),
+            **hashes,
+        }
+    )
+
+
+# ---- the worker side -----------------------------------------------------------------
+
+
+class Predictor:
+    """A worker's model: loaded once, then called per block (engine.blockwise protocol)."""
+
+    def __init__(self, run_dir: Path, task_id: str, device: str | None = None) -> None:
+        import torch
+        import zarr
+
+        from engine.models import build_model
+
+        spec = read_spec(run_dir)
+        config = network_config(spec)
+        self.config = config
+        plan = next((p for p in plan_volumes(spec, config, run_dir) if p.task_id == task_id), None)
+        if plan is None:
+            raise InputError(f"run {run_dir.name} has no volume for task {task_id}")
+        self.plan = plan
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        if self.device.type == "cpu":
+            # Workers share the machine's cores; oversubscribing them slows everyone.
+            workers = max(1, spec.resources.workers)
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        model = build_model(
+            config.train.model_type,
+            config.model,
+            config.data.dims,
+            len(config.affinity_neighborhood()),
+        )
+        state = torch.load(
+            str(spec.inputs["checkpoint"]), map_location=self.device, weights_only=False
+        )
+        trained_type = state.get("model_type")
+        if trained_type and trained_type != config.train.model_type.value:
+            raise InputError(
+                f"the checkpoint holds a {trained_type} model, the run expects "
+                f"{config.train.model_type.value}"
+            )
+        model.load_state_dict(state["model"])
+        self.model = model.to(self.device).eval()
+        self.input_shape = tuple(config.model.input_shape)
+        assert config.model.output_shape is not None
+        self.output_shape = tuple(config.model.output_shape)
+        root = zarr.open_group(str(plan.output), mode="r+")
+        self.arrays = {name: root[name] for name in _OUTPUTS[config.train.model_type]}
+        self.raw = zarr.open(str(plan.source / RAW), mode="r")
+
+    def __call__(self, block: Any) -> None:
+        start = tuple(int(v) for v in block.write_roi.offset)
+        self.predict_block(start)
+
+    def predict_block(self, write_start: Sequence[int]) -> None:
+        from engine.pipeline import normalize_raw
+
+        grid, voxel = self.plan.grid, self.plan.voxel_size
+        read_start = [w - c for w, c in zip(write_start, grid.context)]
+        read_shape = [b + 2 * c for b, c in zip(grid.block, grid.context)]
+        raw = read_window(self.raw, voxel, grid.offset, read_start, read_shape)
+        x = normalize_raw(raw, self.config.preprocess.normalize)
+        outputs = self._predict_tiles(x)
+        for name, data in outputs.items():
+            write_window(self.arrays[name], voxel, grid.offset, write_start, data)
+
+    def _predict_tiles(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Model outputs for one block, tile by tile, quantised to uint8."""
+        import torch
+
+        out_shape, in_shape = self.output_shape, self.input_shape
+        block = [b // v for b, v in zip(self.plan.grid.block, self.plan.voxel_size)]
+        tiles = [range(0, b, o) for b, o in zip(block, out_shape)]
+        result: dict[str, np.ndarray] = {}
+        with torch.inference_mode():
+            for corner in np.ndindex(*[len(t) for t in tiles]):
+                at = [t[i] for t, i in zip(tiles, corner)]
+                window = tuple(slice(a, a + s) for a, s in zip(at, in_shape))
+                tensor = torch.from_numpy(np.ascontiguousarray(x[window]))[None, None]
+                predicted = self.model(tensor.to(self.device))
+                if not isinstance(predicted, tuple):
+                    predicted = (predicted,)
+                for name, value in zip(self.model.output_names, predicted):
+                    key = LSDS if name == "lsds" else AFFS
+                    if key not in self.arrays:
+                        continue
+                    array = _center_crop(value[0].float().cpu().numpy(), out_shape)
+                    if key not in result:
+                        result[key] = np.empty((array.shape[0], *block), dtype=np.uint8)
+                    target = tuple(slice(a, a + o) for a, o in zip(at, out_shape))
+                    result[key][(slice(None), *target)] = _to_uint8(array)
+        return result
+
+
+def _center_crop(array: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Channels-first `array` cropped to `shape` around its center (stage-1 LSDs of ACLSD)."""
+    spatial = array.shape[1:]
+    starts = [(s - t) // 2 for s, t in zip(spatial, shape)]
+    return array[(slice(None), *(slice(a, a + t) for a, t in zip(starts, shape)))]
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def predictor(run_dir: Path, task_id: str) -> Predictor:
+    """The worker factory engine.blockwise imports ("engine.predict:predictor")."""
+    return Predictor(run_dir, task_id)
+
+
+def predict_in_process(run_dir: Path, device: str = "cpu") -> None:
+    """Every block of every volume, in this process and in grid order: the reference
+    blockwise runs must equal (the outputs must exist, see `prepare_outputs`)."""
+    spec = read_spec(run_dir)
+    config = network_config(spec)
+    for plan in plan_volumes(spec, config, run_dir):
+        worker = Predictor(run_dir, plan.task_id, device=device)
+        grid = plan.grid
+        for position in np.ndindex(*grid.shape):
+            start = [o + p * b for o, p, b in zip(grid.offset, position, grid.block)]
+            worker.predict_block(start)
+
+
+# ---- the scheduling side ---------------------------------------------------------------
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    raise _Interrupted(signum)
+
+
+def run(run_dir: Path, overwrite: bool, events: EventWriter) -> int:
+    spec = read_spec(run_dir)
+    checkpoint = Path(str(spec.inputs.get("checkpoint") or ""))
+    if not checkpoint.is_file():
+        raise InputError(
+            f"checkpoint {checkpoint} not found: train first, or name one with --checkpoint"
+        )
+    config = network_config(spec)
+    overwrite = overwrite or bool(spec.inputs.get("overwrite"))
+    plans = plan_volumes(spec, config, run_dir)
+    hashes = {
+        "checkpoint_sha256": checkpoint_hash(checkpoint),
+        "config_sha256": settings_hash(config),
+    }
+    for plan in plans:
+        prepare_outputs(plan, config, hashes, overwrite)
+    predict = spec.config.predict
+    executor = spec.resources.executor if spec.resources.executor != "local" else predict.executor
+    workers = spec.resources.workers if spec.resources.workers > 1 else predict.num_workers
+    total = sum(p.grid.num_blocks for p in plans)
+    logger.info(
+        "predicting %d volume(s), %d blocks, with %d %s worker(s), GPUs %s, checkpoint %s",
+        len(plans),
+        total,
+        workers,
+        executor,
+        spec.resources.gpus or "none",
+        checkpoint,
+    )
+    done = 0
+    outcomes = []
+    for plan in plans:
+        outcome = run_task(
+            task_id=plan.task_id,
+            grid=plan.grid,
+            run_dir=run_dir,
+            events=events,
+            target="engine.predict:predictor",
+            tracking_dir=plan.output / TRACKING,
+            workers=workers,
+            executor=executor,
+            gpus=spec.resources.gpus,
+            retries=predict.retries,
+            timeout=predict.block_timeout or None,
+            host=predict.scheduler_host if executor != "local" else "127.0.0.1",
+            cluster=Cluster(predict.partition, predict.time_limit, predict.account),
+            progress=(done, total),
+        )
+        outcomes.append(outcome)
+        if not outcome.ok:
+            raise EngineError(f"{plan.source.name}: {outcome.error}")
+        done += outcome.total
+        logger.info(
+            "%s: %d blocks (%d done before) in %.1f s",
+            plan.source.name,
+            outcome.total,
+            outcome.skipped,
+            outcome.seconds,
+        )
+    computed = sum(o.completed - o.skipped for o in outcomes)
+    seconds = sum(o.seconds for o in outcomes)
+    events.emit(
+        "result",
+        durable=True,
+        outputs=[str(p.output) for p in plans],
+        blocks=total,
+        computed=computed,
+        skipped=sum(o.skipped for o in outcomes),
+        seconds=round(seconds, 3),
+        blocks_per_s=round(computed / seconds, 3) if seconds > 0 else None,
+        checkpoint=str(checkpoint),
+    )
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine.predict", description=__doc__)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument(
+        "--overwrite", action="store_true", help="Replace outputs of another checkpoint/config."
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    run_dir: Path = args.run_dir
+    if not (run_dir / RUN_FILE).is_file():
+        sys.stderr.write(f"error: {run_dir} is not a run directory ({RUN_FILE} missing)\n")
+        return EXIT_BAD_INPUT
+    events = EventWriter(run_dir / EVENTS_FILE)
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        return run(run_dir, args.overwrite, events)
+    except InputError as exc:
+        events.emit("error", durable=True, message=str(exc))
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_BAD_INPUT
+    except (_Interrupted, KeyboardInterrupt):
+        # Finished blocks are recorded; the next start does the rest.
+        events.emit("interrupted", durable=True, message="stopped by a signal; resumable")
+        logger.info("interrupted: finished blocks are kept, start the run again to resume")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        events.emit("error", durable=True, message=f"{type(exc).__name__}: {exc}")
+        traceback.print_exc()
+        return EXIT_FAILED
+    finally:
+        events.close()
+        signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

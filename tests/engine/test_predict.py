@@ -1,0 +1,236 @@
+"""Blockwise prediction on real daisy workers: equality, crashes, resume, hashes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from engine import config as cfg
+from engine.data.volume import write_volume
+from engine.events import read_events
+from engine.predict import (
+    AFFS,
+    LSDS,
+    TRACKING,
+    checkpoint_hash,
+    network_config,
+    plan_volumes,
+    predict_in_process,
+    prepare_outputs,
+    settings_hash,
+)
+from engine.project import Project, init_project
+from engine.rundir import Resources, RunSpec, read_spec, write_spec
+from engine.synth import synthesize
+from engine.train import main as train_main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """A tiny project with a 2-iteration checkpoint and two test volumes."""
+    root = tmp_path_factory.mktemp("projects")
+    project = init_project("p", "tiny", root=root)
+    config = cfg.with_value(project.load_config(), "train.iterations", 2)
+    config = cfg.with_value(config, "train.augment.enabled", False)
+    config = cfg.with_value(config, "train.seed", 3)
+    project.save_config(config)
+    for split, name, shape, seed in [
+        ("train", "a.zarr", (50, 50, 50), 0),
+        # 2x3x3 and 3x4x4 blocks of the tiny model's 28^3 output
+        ("test", "small.zarr", (56, 84, 84), 1),
+        ("test", "large.zarr", (84, 112, 112), 2),
+    ]:
+        raw, labels = synthesize(shape, config.data.voxel_size, seed=seed)
+        write_volume(project.split_dir(split) / name, raw, labels, config.data.voxel_size)
+    run_dir = project.runs_dir / "train"
+    write_spec(run_dir, RunSpec(id="train", kind="train", project=str(project.path), config=config))
+    assert train_main([str(run_dir)]) == 0
+    return project
+
+
+def _predict_run(
+    project: Project, name: str, volumes: list[str], workers: int = 2, **inputs: object
+) -> Path:
+    checkpoint = sorted((project.runs_dir / "train" / "checkpoints").glob("*.pt"))[-1]
+    run_dir = project.runs_dir / name
+    write_spec(
+        run_dir,
+        RunSpec(
+            id=name,
+            kind="predict",
+            project=str(project.path),
+            config=project.load_config(),
+            inputs={
+                "checkpoint": str(checkpoint),
+                "volumes": [str(project.split_dir("test") / v) for v in volumes],
+                **inputs,
+            },
+            resources=Resources(workers=workers),
+        ),
+    )
+    return run_dir
+
+
+def _start(run_dir: Path, *args: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with (run_dir / "log.txt").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "engine.predict", str(run_dir), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+
+
+def _predict(run_dir: Path, *args: str) -> int:
+    return _start(run_dir, *args).wait(timeout=300)
+
+
+def _outputs(run_dir: Path, volume: str) -> dict[str, np.ndarray]:
+    root = zarr.open_group(str(run_dir / "predictions" / volume), mode="r")
+    return {name: root[name][:] for name in (AFFS, LSDS)}
+
+
+def _reference(project: Project, volume: str) -> dict[str, np.ndarray]:
+    """The same checkpoint, every block in one process, in grid order."""
+    run_dir = project.runs_dir / f"reference-{volume}"
+    if not run_dir.exists():
+        run_dir = _predict_run(project, run_dir.name, [volume], workers=1)
+        spec = read_spec(run_dir)
+        config = network_config(spec)
+        hashes = {
+            "checkpoint_sha256": checkpoint_hash(Path(spec.inputs["checkpoint"])),
+            "config_sha256": settings_hash(config),
+        }
+        for plan in plan_volumes(spec, config, run_dir):
+            prepare_outputs(plan, config, hashes, overwrite=False)
+        predict_in_process(run_dir)
+    return _outputs(run_dir, volume)
+
+
+def _events(run_dir: Path, type_: str) -> list[dict[str, object]]:
+    return [e for e in read_events(run_dir / "events.jsonl")[0] if e["type"] == type_]
+
+
+def _blocks_done(run_dir: Path) -> int:
+    return sum(1 for e in _events(run_dir, "block") if e["status"] == "done")
+
+
+def _wait_for(condition: object, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _worker_pids(session: int) -> list[int]:
+    """The daisy worker processes of a run (its session), from /proc."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            if b"daisy._subprocess_worker" in cmdline and os.getsid(int(entry.name)) == session:
+                pids.append(int(entry.name))
+        except (OSError, ProcessLookupError):
+            continue
+    return pids
+
+
+def test_two_workers_equal_one_process_bitwise(trained: Project) -> None:
+    run_dir = _predict_run(trained, "two-workers", ["small.zarr"])
+    assert _predict(run_dir) == 0, (run_dir / "log.txt").read_text()[-3000:]
+    got, want = _outputs(run_dir, "small.zarr"), _reference(trained, "small.zarr")
+    for name in (AFFS, LSDS):
+        assert got[name].dtype == np.uint8
+        assert got[name].std() > 0  # a real prediction, not a constant
+        np.testing.assert_array_equal(got[name], want[name])
+    blocks = _events(run_dir, "block")
+    workers = {e["worker"] for e in blocks if e["status"] == "done"}
+    assert len(workers) == 2, "both workers served blocks"
+    assert _blocks_done(run_dir) == 18
+    (result,) = _events(run_dir, "result")
+    assert result["computed"] == 18 and result["skipped"] == 0
+    attrs = zarr.open_group(str(run_dir / "predictions" / "small.zarr"), mode="r").attrs
+    assert attrs["source_volume"].endswith("small.zarr")
+    array = zarr.open(str(run_dir / "predictions" / "small.zarr" / AFFS), mode="r")
+    assert array.chunks == (3, 28, 28, 28)  # one chunk per write block
+    assert list(array.attrs["voxel_size"]) == [8, 8, 8]
+
+
+def test_a_killed_worker_is_replaced_and_the_output_is_unchanged(trained: Project) -> None:
+    run_dir = _predict_run(trained, "kill-worker", ["large.zarr"])
+    process = _start(run_dir)
+    _wait_for(lambda: _blocks_done(run_dir) >= 4)
+    victims = _worker_pids(process.pid)
+    assert victims, "no worker process found"
+    os.kill(victims[0], signal.SIGKILL)
+    assert process.wait(timeout=300) == 0, (run_dir / "log.txt").read_text()[-3000:]
+    np.testing.assert_array_equal(
+        _outputs(run_dir, "large.zarr")[AFFS], _reference(trained, "large.zarr")[AFFS]
+    )
+    started = [e for e in _events(run_dir, "worker") if e["status"] == "started"]
+    assert len(started) >= 3, "a replacement worker started"
+
+
+def test_a_killed_run_resumes_with_only_the_unfinished_blocks(trained: Project) -> None:
+    run_dir = _predict_run(trained, "kill-run", ["large.zarr"])
+    process = _start(run_dir)
+    _wait_for(lambda: _blocks_done(run_dir) >= 8)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    done_before = _blocks_done(run_dir)
+    total = 3 * 4 * 4
+    assert done_before < total
+    assert _predict(run_dir) == 0, (run_dir / "log.txt").read_text()[-3000:]
+    result = _events(run_dir, "result")[-1]
+    # Blocks finished before the kill are skipped; one may have finished after its event
+    # was written but before daisy recorded it, so it is computed again.
+    assert result["skipped"] in (done_before, done_before - 1, done_before - 2)
+    assert result["computed"] == total - result["skipped"]
+    np.testing.assert_array_equal(
+        _outputs(run_dir, "large.zarr")[AFFS], _reference(trained, "large.zarr")[AFFS]
+    )
+
+
+def test_other_checkpoint_refused_unless_overwrite(trained: Project, tmp_path: Path) -> None:
+    run_dir = _predict_run(trained, "hashes", ["small.zarr"], output_dir=str(tmp_path / "out"))
+    assert _predict(run_dir) == 0
+    again = _predict_run(trained, "hashes-2", ["small.zarr"], output_dir=str(tmp_path / "out"))
+    assert _predict(again) == 0  # same checkpoint and settings: nothing to do
+    assert _events(again, "result")[-1]["computed"] == 0
+    other = tmp_path / "other.pt"
+    other.write_bytes(Path(read_spec(run_dir).inputs["checkpoint"]).read_bytes() + b"different")
+    changed = _predict_run(trained, "hashes-3", ["small.zarr"], output_dir=str(tmp_path / "out"))
+    spec = read_spec(changed)
+    spec_path = changed / "run.toml"
+    spec_path.write_text(spec_path.read_text().replace(str(spec.inputs["checkpoint"]), str(other)))
+    process = subprocess.run(
+        [sys.executable, "-m", "engine.predict", str(changed)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
+    assert process.returncode == 2
+    assert "another checkpoint" in process.stderr and "--overwrite" in process.stderr
+    assert "Traceback" not in process.stderr
+
+
+def test_tracking_lives_with_the_output(trained: Project) -> None:
+    run_dir = trained.runs_dir / "two-workers"
+    if not run_dir.exists():
+        pytest.skip("needs test_two_workers_equal_one_process_bitwise")
+    assert (run_dir / "predictions" / "small.zarr" / TRACKING).is_dir()
