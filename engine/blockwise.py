@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -32,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from types import FrameType
 from typing import Any, Literal, Protocol
 
 from engine.errors import EngineError, InputError
@@ -215,22 +217,81 @@ def _start_worker(spec: WorkerSpec, *, context: Any) -> None:
     env = {**os.environ, "DAISY_CONTEXT": env_context, "PYTHONUNBUFFERED": "1"}
     submit = cluster_command(spec, worker, command, log)
     logger.info("worker %d: %s", worker, shlex.join(submit))
-    # The submit command waits for the job (sbatch --wait, bsub -K): this spawn function
-    # lives as long as its worker, which is how daisy counts and replaces workers.
-    done = subprocess.run(submit, env=env, cwd=spec.run_dir, check=False)
-    if done.returncode != 0:
+    # This spawn function lives as long as its job: that is how daisy counts and replaces
+    # workers. A SIGTERM to the run reaches it too; it then cancels the job on its way out.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    if spec.executor == "slurm":
+        code = _run_slurm_job(submit, env)
+    else:  # bsub -K waits for the job, and kills it when interrupted
+        code = subprocess.run(submit, env=env, cwd=spec.run_dir, check=False).returncode
+    if code != 0:
         raise EngineError(
-            f"{spec.executor} worker {worker} ended with exit code {done.returncode} (see {log})"
+            f"{spec.executor} worker {worker} ended with exit code {code} (see {log})"
         )
 
 
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+_SLURM_ENDED = {
+    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
+    "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
+}  # fmt: skip
+
+
+def _run_slurm_job(submit: list[str], env: dict[str, str]) -> int:
+    """Submit with sbatch, wait for the job's end, return its exit code.
+
+    Polled with squeue rather than `sbatch --wait`, whose back-off adds up to half a
+    minute to every run's end, and so that an interrupted run cancels its jobs.
+    """
+    job = subprocess.run(submit, env=env, capture_output=True, text=True, check=False)
+    if job.returncode != 0:
+        raise EngineError(f"sbatch failed: {job.stderr.strip() or job.stdout.strip()}")
+    job_id = job.stdout.strip().split(";")[0]
+    finished = False
+    delay = 0.2
+    try:
+        while True:
+            state = subprocess.run(
+                ["squeue", "-j", job_id, "-h", "-t", "all", "-o", "%T"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.strip()
+            if state in _SLURM_ENDED or (not state and _slurm_exit_code(job_id) is not None):
+                finished = True
+                break
+            time.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
+    finally:
+        if not finished:
+            subprocess.run(["scancel", job_id], check=False, capture_output=True)
+    code = _slurm_exit_code(job_id)
+    if state != "COMPLETED" and not code:
+        return 1
+    return code or 0
+
+
+def _slurm_exit_code(job_id: str) -> int | None:
+    """ExitCode of a finished job from scontrol (sacct needs an accounting database)."""
+    shown = subprocess.run(
+        ["scontrol", "show", "job", job_id, "-o"], capture_output=True, text=True, check=False
+    ).stdout
+    for item in shown.split():
+        if item.startswith("ExitCode="):
+            return int(item.split("=", 1)[1].split(":")[0])
+    return None
+
+
 def cluster_command(spec: WorkerSpec, worker: int, command: list[str], log: Path) -> list[str]:
-    """The sbatch or bsub command line that runs one worker as a job and waits for it."""
+    """The sbatch or bsub command line that submits one worker as a job (bsub waits)."""
     name = f"lsdctl-{_safe(spec.task_id)}-{worker}"[:64]
     wrapped = shlex.join(command)
     c = spec.cluster
     if spec.executor == "slurm":
-        line = ["sbatch", "--wait", "--parsable", "--job-name", name, "--output", str(log)]
+        line = ["sbatch", "--parsable", "--job-name", name, "--output", str(log)]
         line += ["--export", "ALL", "--chdir", spec.run_dir]
         if spec.gpus:
             line += ["--gres", "gpu:1"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -234,3 +235,41 @@ def test_tracking_lives_with_the_output(trained: Project) -> None:
     if not run_dir.exists():
         pytest.skip("needs test_two_workers_equal_one_process_bitwise")
     assert (run_dir / "predictions" / "small.zarr" / TRACKING).is_dir()
+
+
+SLURM = ROOT.parent / "shared" / "tools" / "slurm" / "start.sh"
+
+
+@pytest.fixture(scope="session")
+def slurm() -> None:
+    """A real single-node Slurm cluster (../shared/tools/slurm), or a skip saying why not."""
+    if not SLURM.is_file():
+        pytest.skip(f"{SLURM} not found")
+    if os.geteuid() != 0:
+        pytest.skip("starting the test Slurm cluster needs root")
+    if shutil.which("sbatch") is None or shutil.which("slurmctld") is None:
+        pytest.skip(
+            "Slurm is not installed: apt-get install -y --no-install-recommends slurmctld "
+            "slurmd slurm-client munge"
+        )
+    started = subprocess.run(
+        ["bash", str(SLURM)], capture_output=True, text=True, timeout=180, check=False
+    )
+    if started.returncode != 0 or "slurm ready" not in started.stdout:
+        pytest.skip(f"the Slurm cluster did not start: {started.stderr.strip()[-300:]}")
+
+
+@pytest.mark.slow
+def test_slurm_workers_predict_the_same(trained: Project, slurm: None) -> None:
+    run_dir = _predict_run(trained, "slurm", ["small.zarr"])
+    spec_path = run_dir / "run.toml"
+    spec_path.write_text(spec_path.read_text().replace('executor = "local"', 'executor = "slurm"'))
+    assert read_spec(run_dir).resources.executor == "slurm"
+    assert _predict(run_dir) == 0, (run_dir / "log.txt").read_text()[-3000:]
+    np.testing.assert_array_equal(
+        _outputs(run_dir, "small.zarr")[AFFS], _reference(trained, "small.zarr")[AFFS]
+    )
+    logs = sorted((run_dir / "workers").glob("*.cluster-*.log"))
+    assert len(logs) == 2, "one Slurm job per worker"
+    hosts = {e.get("worker") for e in _events(run_dir, "block") if e["status"] == "done"}
+    assert hosts, "blocks were served by the Slurm jobs"
