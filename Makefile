@@ -23,7 +23,8 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check lsdctl daemon engine tests bench scripts
-	$(BIN)/mypy lsdctl daemon engine/config.py engine/geometry.py
+	$(BIN)/mypy lsdctl daemon engine/config.py engine/geometry.py engine/lineage.py engine/resolve.py \
+		engine/evaluate.py engine/fragments.py engine/rag.py engine/agglomerate.py engine/blockwise.py
 	$(BIN)/lint-imports
 
 test: lint

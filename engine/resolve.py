@@ -7,12 +7,29 @@ one JSON object a line on stdin, answered one JSON object a line on stdout:
    "overrides": {"dotted.key": value}, "inputs": {...},
    "run_id": ID, "run_dir": PATH, "resources": {...}}
     Loads PATH/project.toml, rebases it on `preset` if given, applies the overrides
-    (engine.config.with_value), validates, fills a training run's volumes, and when
-    run_id and run_dir are given writes RUN_DIR/run.toml (engine.rundir.write_spec).
-    → {"ok": true, "config": {...}, "inputs": {...}, "project": {"name": N, "path": P}}
+    (engine.config.with_value), validates, fills the inputs (below), and when run_id and
+    run_dir are given writes RUN_DIR/run.toml (engine.rundir.write_spec). An optional
+    "workers" (or "resources") sets the run's resources.
+    → {"ok": true, "config": {...}, "inputs": {...}, "resources": {...}, "notes": [...],
+       "project": {"name": N, "path": P}}
   {"op": "write", "project": PATH, "kind": K, "run_id": ID, "run_dir": PATH,
    "config": {...}, "inputs": {...}, "resources": {...}}
     Writes run.toml from a config resolved before (validated again). → {"ok": true}
+
+Inputs per kind, defaults from the project's runs on disk (engine.lineage); what the
+request names is checked, and resolved to absolute paths (so preparing twice is a no-op):
+  train     volumes: the project's train/*.zarr
+  predict   checkpoint: RUN_ID, RUN_ID:ITER or a .pt path (default: the newest train
+            run's latest checkpoint) → its path, plus train_run (the run id; absent for
+            a file from outside the project's train runs: TOML has no null);
+            volumes: paths or names of volumes with `raw` (default: test/*.zarr);
+            overwrite: bool (default false)
+  segment   predict_run: a predict run id or folder (default: the newest succeeded one)
+            → its folder; volumes: its prediction zarrs with `pred_affs` (default: all)
+  evaluate  segment_run: a segment run id or folder (default: the newest succeeded one)
+            → its folder; each of its segmentations must name a source volume with labels
+Blockwise runs (predict, segment) get resources.workers = predict.num_workers unless the
+request says otherwise, and resources.executor = predict.executor.
 
 Errors answer {"ok": false, "status": 404 (no such project) | 422 (invalid), "message":
 one line}. The helper exits when stdin closes.
@@ -31,6 +48,7 @@ from typing import IO, Any
 from pydantic import ValidationError
 
 from engine import config as cfg
+from engine import lineage
 from engine.errors import InputError
 from engine.project import CONFIG_FILE, Project
 from engine.rundir import Resources, RunSpec, write_spec
@@ -52,11 +70,37 @@ def _project(path: str) -> Project:
     return Project(folder.resolve())
 
 
-def _resources(data: Any) -> Resources:
+KINDS = ("train", "predict", "segment", "evaluate")
+BLOCKWISE = ("predict", "segment")
+# The input keys each kind accepts (train's are free-form, as before).
+_INPUT_KEYS: dict[str, tuple[str, ...]] = {
+    "predict": ("checkpoint", "train_run", "volumes", "overwrite"),
+    "segment": ("predict_run", "volumes"),
+    "evaluate": ("segment_run",),
+}
+
+
+def _resources(data: Any, kind: str, config: cfg.ProjectConfig) -> Resources:
+    fields = dict(data or {}) if isinstance(data, dict) else data
+    if isinstance(fields, dict) and kind in BLOCKWISE:
+        # Where workers run is a project setting (predict.executor, overridable per run).
+        fields.setdefault("executor", config.predict.executor)
     try:
-        return Resources.model_validate(data or {})
+        return Resources.model_validate(fields or {})
     except ValidationError as exc:
         raise InputError(f"invalid resources: {cfg.describe_errors(exc)}") from None
+
+
+def _request_resources(request: dict[str, Any], kind: str, config: cfg.ProjectConfig) -> Resources:
+    data = request.get("resources") or {}
+    if not isinstance(data, dict):
+        raise InputError("resources must be an object (gpus, workers, executor)")
+    data = dict(data)
+    if request.get("workers") is not None:
+        data["workers"] = request["workers"]
+    elif kind in BLOCKWISE:
+        data.setdefault("workers", config.predict.num_workers)
+    return _resources(data, kind, config)
 
 
 def prepare(request: dict[str, Any]) -> dict[str, Any]:
@@ -71,8 +115,52 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
         raise InputError("overrides must map dotted config keys to values")
     for key, value in overrides.items():
         config = cfg.with_value(config, str(key), value)
-    inputs = dict(request.get("inputs") or {})
-    if kind == "train" and not inputs.get("volumes"):
+    raw_inputs = request.get("inputs") or {}
+    if not isinstance(raw_inputs, dict):
+        raise InputError("inputs must be an object")
+    inputs, notes = fill_inputs(project, kind, dict(raw_inputs))
+    resources = _request_resources(request, kind, config)
+    answer: dict[str, Any] = {
+        "ok": True,
+        "config": config.model_dump(mode="json"),
+        "inputs": inputs,
+        "resources": resources.model_dump(mode="json"),
+        "notes": notes,
+        "project": {"name": project.name, "path": str(project.path)},
+    }
+    if request.get("run_id") and request.get("run_dir"):
+        _write({**request, "resources": answer["resources"]}, project, kind, config, inputs)
+    return answer
+
+
+def fill_inputs(
+    project: Project, kind: str, inputs: dict[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """A run's inputs with lineage defaults filled in, and notes for the user.
+
+    InputError (one line) for an unknown kind or key, or anything named that does not
+    exist or cannot be used.
+    """
+    if kind not in KINDS:
+        raise InputError(f"unknown run kind {kind!r}: use {', '.join(KINDS)}")
+    allowed = _INPUT_KEYS.get(kind)
+    if allowed is not None:
+        unknown = sorted(set(inputs) - set(allowed))
+        if unknown:
+            raise InputError(
+                f"unknown input {unknown[0]!r} for a {kind} run: use {', '.join(allowed)}"
+            )
+    if kind == "train":
+        return _train_inputs(project, inputs), []
+    if kind == "predict":
+        return _predict_inputs(project, inputs)
+    if kind == "segment":
+        return _segment_inputs(project, inputs), []
+    return _evaluate_inputs(project, inputs), []
+
+
+def _train_inputs(project: Project, inputs: dict[str, Any]) -> dict[str, Any]:
+    if not inputs.get("volumes"):
         volumes = project.volumes("train")
         if not volumes:
             raise InputError(
@@ -80,15 +168,132 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
                 f"--project {project.name}` or `lsdctl data synth --project {project.name}`"
             )
         inputs["volumes"] = [str(v) for v in volumes]
-    answer: dict[str, Any] = {
-        "ok": True,
-        "config": config.model_dump(mode="json"),
-        "inputs": inputs,
-        "project": {"name": project.name, "path": str(project.path)},
-    }
-    if request.get("run_id") and request.get("run_dir"):
-        _write(request, project, kind, config, inputs)
-    return answer
+    return inputs
+
+
+def _predict_inputs(project: Project, inputs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    spec = inputs.get("checkpoint")
+    if spec is not None and not isinstance(spec, str):
+        raise InputError("checkpoint must be RUN_ID, RUN_ID:ITERATION or the path of a .pt file")
+    choice = lineage.resolve_checkpoint(project.path, spec)
+    overwrite = inputs.get("overwrite", False)
+    if not isinstance(overwrite, bool):
+        raise InputError(f"overwrite must be true or false, got {overwrite!r}")
+    named = _str_list(inputs.get("volumes"), "volumes")
+    if named:
+        volumes = [_source_volume(project, v) for v in named]
+    else:
+        volumes = project.volumes("test")
+        if not volumes:
+            raise InputError(
+                f"project {project.name} has no test volumes to predict: `lsdctl data import "
+                f"FILE --project {project.name} --split test`, or name volumes with --volumes"
+            )
+        volumes = [_check_raw(v) for v in volumes]
+    _unique_stems(volumes, "volumes")
+    filled: dict[str, Any] = {"checkpoint": str(choice.path)}
+    # TOML has no null: a checkpoint from outside the project's runs has no train_run key.
+    if choice.train_run is not None:
+        filled["train_run"] = choice.train_run
+    filled.update(volumes=[str(v) for v in volumes], overwrite=overwrite)
+    return filled, [choice.note] if choice.note else []
+
+
+def _segment_inputs(project: Project, inputs: dict[str, Any]) -> dict[str, Any]:
+    spec = inputs.get("predict_run")
+    if spec is not None and not isinstance(spec, str):
+        raise InputError("predict_run must be a predict run id")
+    record = lineage.resolve_parent(project.path, "predict", spec)
+    folder = record.dir / "predictions"
+    named = _str_list(inputs.get("volumes"), "volumes")
+    if named:
+        volumes = [_named_zarr(v, folder, "prediction") for v in named]
+    else:
+        volumes = lineage.run_outputs(record.dir, "predictions")
+        if not volumes:
+            raise InputError(f"predict run {record.id} has no predictions in {folder}")
+    for volume in volumes:
+        if not (volume / "pred_affs").is_dir():
+            raise InputError(
+                f"{volume} has no pred_affs: segmentation needs affinities, from a model "
+                "that predicts them (MTLSD, AFF, ACLSD or ACRLSD)"
+            )
+    _unique_stems(volumes, "volumes")
+    return {"predict_run": str(record.dir), "volumes": [str(v) for v in volumes]}
+
+
+def _evaluate_inputs(project: Project, inputs: dict[str, Any]) -> dict[str, Any]:
+    spec = inputs.get("segment_run")
+    if spec is not None and not isinstance(spec, str):
+        raise InputError("segment_run must be a segment run id")
+    record = lineage.resolve_parent(project.path, "segment", spec)
+    segmentations = lineage.run_outputs(record.dir, "segmentation")
+    if not segmentations:
+        raise InputError(
+            f"segment run {record.id} has no segmentations in {record.dir / 'segmentation'}"
+        )
+    for segmentation in segmentations:
+        lineage.ground_truth_of(segmentation)
+    return {"segment_run": str(record.dir)}
+
+
+def _str_list(value: Any, what: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise InputError(f"{what} must be a list of paths or names")
+    return list(value)
+
+
+def _source_volume(project: Project, given: str) -> Path:
+    """A volume to predict: a path, or the name of one in the project's test/ or train/."""
+    path = Path(given).expanduser()
+    if path.is_absolute():
+        tries = [path]
+    else:
+        names = [given] if given.endswith(".zarr") else [given, f"{given}.zarr"]
+        tries = [project.path / given]
+        tries += [project.path / split / n for split in ("test", "train") for n in names]
+        tries.append(Path.cwd() / path)
+    found = next((p for p in tries if lineage.is_dir(p)), None)
+    if found is None:
+        have = [v.stem for v in project.volumes("test")]
+        listed = f" (test volumes: {', '.join(have)})" if have else ""
+        raise InputError(
+            f"volume {given} not found: give a path, or the name of a volume in "
+            f"{project.name}/test or {project.name}/train{listed}"
+        )
+    return _check_raw(found.resolve())
+
+
+def _check_raw(volume: Path) -> Path:
+    if not (volume / "raw").is_dir():
+        raise InputError(f"{volume} has no raw array: it is not a volume to predict")
+    return volume.resolve()
+
+
+def _named_zarr(given: str, folder: Path, what: str) -> Path:
+    path = Path(given).expanduser()
+    tries = [path] if path.is_absolute() else []
+    if not path.is_absolute():
+        tries += [folder / given, folder / f"{given}.zarr"]
+    found = next((p for p in tries if lineage.is_dir(p)), None)
+    if found is None:
+        have = sorted(p.stem for p in folder.glob("*.zarr")) if folder.is_dir() else []
+        listed = f": there are {', '.join(have)}" if have else ""
+        raise InputError(f"no {what} {given} in {folder}{listed}")
+    return found.resolve()
+
+
+def _unique_stems(volumes: list[Path], what: str) -> None:
+    """Outputs are named after their volume: two of one name would overwrite each other."""
+    seen: dict[str, Path] = {}
+    for volume in volumes:
+        other = seen.setdefault(volume.stem, volume)
+        if other != volume:
+            raise InputError(f"{what} {other} and {volume} share the name {volume.stem}")
+        if volumes.count(volume) > 1:
+            raise InputError(f"{what}: {volume} is named twice")
 
 
 def write(request: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +317,7 @@ def _write(
             project=str(project.path),
             config=config,
             inputs=inputs,
-            resources=_resources(request.get("resources")),
+            resources=_resources(request.get("resources"), kind, config),
         )
     except ValidationError as exc:
         raise InputError(f"invalid run: {cfg.describe_errors(exc)}") from None

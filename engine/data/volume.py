@@ -95,8 +95,11 @@ def read_window(
     out = np.full((*channels, *size), fill, dtype=array.dtype)
     if all(h > low for low, h in zip(lo, hi)):
         source = tuple(slice(low, h) for low, h in zip(lo, hi))
-        target = tuple(slice(low - b, h - b) for low, h, b in zip(lo, hi, begin))
-        out[(..., *target)] = array[(..., *source)]
+        target: tuple[Any, ...] = (
+            Ellipsis,
+            *(slice(low - b, h - b) for low, h, b in zip(lo, hi, begin)),
+        )
+        out[target] = array[(..., *source)]
     return out
 
 
@@ -117,8 +120,11 @@ def write_window(
     if any(h <= low for low, h in zip(lo, hi)):
         return
     target = tuple(slice(low, h) for low, h in zip(lo, hi))
-    source = tuple(slice(low - b, h - b) for low, h, b in zip(lo, hi, begin))
-    array[(..., *target)] = data[(..., *source)]
+    source: tuple[Any, ...] = (
+        Ellipsis,
+        *(slice(low - b, h - b) for low, h, b in zip(lo, hi, begin)),
+    )
+    array[(..., *target)] = data[source]
 
 
 def open_array(container: Path, name: str, mode: str = "r") -> Any:

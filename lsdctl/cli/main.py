@@ -9,6 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from lsdctl import __version__
+from lsdctl.cli import blockwise as blockwise_cli
 from lsdctl.cli import config as config_cli
 from lsdctl.cli import daemon as daemon_cli
 from lsdctl.cli import data as data_cli
@@ -73,6 +74,9 @@ app.command("init")(project_cli.init)
 app.add_typer(data_cli.app, name="data")
 app.add_typer(config_cli.app, name="config")
 app.command("train")(train_cli.train)
+app.command("predict")(blockwise_cli.predict)
+app.command("segment")(blockwise_cli.segment)
+app.command("evaluate")(blockwise_cli.evaluate)
 app.command("runs")(runs_cli.runs)
 app.add_typer(runs_cli.run_app, name="run")
 app.command("logs")(runs_cli.logs)

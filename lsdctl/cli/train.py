@@ -11,29 +11,25 @@ then asks the run to checkpoint and stop), and follows its events with a progres
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.progress import Progress
 
-from daemon.schemas import RunCreate, RunDetail, RunInfo, RunState
+from daemon.schemas import RunCreate, RunInfo
 from engine import config as cfg
 from engine.errors import InputError
 from engine.events import read_events
 from engine.project import Project, check_name, projects_root
 from engine.rundir import EVENTS_FILE, LOG_FILE, RUN_FILE, RunSpec, new_run_id, write_spec
-from lsdctl.cli._follow import follow, make_progress
+from lsdctl.cli import _foreground
+from lsdctl.cli._follow import follow
 from lsdctl.cli._guard import guarded
 from lsdctl.client import ensure_daemon
 
-_EXIT_INTERRUPTED = 3
+_EXIT_INTERRUPTED = _foreground.EXIT_INTERRUPTED
+# Shared with every run kind; `lsdctl resume` and `lsdctl run show -f` import it from here.
+report_run = _foreground.report_run
 
 
 @guarded
@@ -145,55 +141,15 @@ def train(
 
 def run_foreground(run_dir: Path, iterations: int | None) -> int:
     """Run engine.train on `run_dir`, following its events; returns its exit code."""
-    command = [sys.executable, "-m", "engine.train", str(run_dir)]
-    if iterations is not None:
-        command += ["--iterations", str(iterations)]
-    events_path = run_dir / EVENTS_FILE
-    offset = events_path.stat().st_size if events_path.exists() else 0
-    with (run_dir / LOG_FILE).open("ab") as log:
-        child = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    console = Console(stderr=True)
-    console.print(f"run {run_dir.name}: log at {run_dir / LOG_FILE}", highlight=False)
-    progress = make_progress(console)
-    task = progress.add_task("train", total=None, loss="-", note="")
-    stopping = False
-    with progress:
-        while True:
-            try:
-                finished = child.poll() is not None
-                events, offset = read_events(events_path, offset)
-                _update(progress, task, events)
-                if finished:
-                    break
-                time.sleep(0.3)
-            except KeyboardInterrupt:
-                if not stopping:
-                    stopping = True
-                    console.print(
-                        "stopping: the run saves a checkpoint first (Ctrl-C again to kill it)"
-                    )
-                    child.send_signal(signal.SIGTERM)
-                else:
-                    child.kill()
-    return child.wait()
-
-
-def _update(progress: Progress, task: Any, events: list[dict[str, Any]]) -> None:
-    for event in events:
-        if event["type"] == "progress":
-            progress.update(task, completed=event["done"], total=event["total"])
-        elif (
-            event["type"] == "metric"
-            and event.get("name") == "loss"
-            and event.get("value") is not None
-        ):
-            progress.update(task, completed=event["step"], loss=f"{event['value']:.4f}")
+    args = ["--iterations", str(iterations)] if iterations is not None else []
+    return _foreground.run_foreground(
+        run_dir,
+        "engine.train",
+        "training",
+        args,
+        show_loss=True,
+        stopping_note="stopping: the run saves a checkpoint first (Ctrl-C again to kill it)",
+    )
 
 
 def _report(proj: Project, run_dir: Path, code: int) -> None:
@@ -255,34 +211,3 @@ def _train_in_daemon(
         detail = follow(client, run, "training")
     if detail is not None:
         report_run(detail)
-
-
-def report_run(run: RunDetail) -> None:
-    """The end of a followed daemon run: one summary, and the exit code its state implies."""
-    resume = f"lsdctl resume {run.id}"
-    if run.state == RunState.SUCCEEDED:
-        result: dict[str, Any] = run.result or {}
-        loss = result.get("final_loss")
-        done = result.get("iterations", run.progress_done)
-        typer.echo(
-            f"done: run {run.id}, {done} iterations, last loss "
-            f"{loss if loss is None else f'{loss:.4f}'}"
-        )
-        typer.echo(f"checkpoint: {result.get('checkpoint') or run.last_checkpoint}")
-        return
-    where = f" at iteration {run.progress_done}" if run.progress_done is not None else ""
-    if run.state == RunState.INTERRUPTED:
-        typer.echo(f"interrupted{where}: {run.reason}. Continue with: {resume}", err=True)
-        raise typer.Exit(_EXIT_INTERRUPTED)
-    if run.state == RunState.CANCELLED:
-        typer.echo(f"run {run.id} was cancelled{where}; continue with: {resume}", err=True)
-        raise typer.Exit(1)
-    message = run.error or f"exit code {run.exit_code}"
-    if run.exit_code == 2:
-        raise InputError(message)
-    typer.echo(
-        f"error: run {run.id} failed: {message} (see {run.run_dir}/log.txt); "
-        f"continue with: {resume}",
-        err=True,
-    )
-    raise typer.Exit(1)

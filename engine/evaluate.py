@@ -1,0 +1,395 @@
+"""`python -m engine.evaluate RUN_DIR`: score a segment run's segmentations against labels.
+
+Follows the run-directory contract (DESIGN.md). run.toml's inputs name the segment run
+(`segment_run`, its folder). Each of its segmentation zarrs holds `segmentation_<t>`
+datasets (one per agglomeration threshold t, formatted %.2f) and names, in its
+`source_volume` attribute, the volume whose `labels` are the ground truth. Each
+segmentation is scored on the part of its ROI that the labels cover; labels 0 and voxels
+outside `labels_mask` (if the volume has one) are ignored (engine.metrics).
+
+Writes, atomically, RUN_DIR/metrics.json:
+
+  {"segment_run": PATH, "weighting": "voxels",
+   "volumes": {NAME: {"segmentation": PATH, "source_volume": PATH,
+                      "roi": {"offset": [nm], "shape": [nm]}, "voxels": N,
+                      "per_threshold": [{"threshold", "dataset", "voi_split",
+                                         "voi_merge", "voi", "arand"}, ...],
+                      "best": {...one of per_threshold...}}},
+   "per_threshold": [...over all volumes...], "best": {...}}
+
+and RUN_DIR/scores.png (VOI split, merge and adapted Rand error against threshold).
+"Over all volumes" weighs each volume by its scored (non-ignored) voxels: for VOI this is
+exactly the VOI of all volumes taken as one (their ids kept apart), because conditional
+entropies add up over disjoint parts; for the adapted Rand error, which counts voxel
+pairs, it is the voxel-weighted mean. The best threshold has the lowest VOI
+(split + merge); ties go to the lower adapted Rand error, then the lower threshold.
+
+Events: progress (done/total thresholds scored), result (the best scores, paths).
+Exit codes: 0 done, 2 bad input (missing labels, no segmentations; nothing written),
+3 interrupted by SIGTERM/SIGINT (nothing written; run it again), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+from funlib.geometry import Coordinate, Roi
+
+from engine import lineage
+from engine.config import write_atomic
+from engine.data.volume import LABELS, MASK
+from engine.errors import InputError
+from engine.events import EventWriter
+from engine.metrics import score
+from engine.rundir import EVENTS_FILE, RunSpec, read_spec
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3
+METRICS_FILE, PLOT_FILE = lineage.METRICS_FILE, lineage.PLOT_FILE
+SEGMENTATION = re.compile(r"segmentation_(\d+(?:\.\d+)?)")
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGINT arrived: stop between thresholds, write nothing."""
+
+
+class _StopFlag:
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.signal = signum
+
+    def check(self) -> None:
+        if self.signal is not None:
+            raise Interrupted(f"stopped by signal {self.signal}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine.evaluate", description=__doc__)
+    parser.add_argument("run_dir", type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    run_dir: Path = args.run_dir
+    if not run_dir.is_dir():
+        sys.stderr.write(f"error: run directory {run_dir} does not exist\n")
+        return EXIT_BAD_INPUT
+    events = EventWriter(run_dir / EVENTS_FILE)
+    stop = _StopFlag()
+    previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        spec = read_spec(run_dir)
+        return Evaluation(run_dir, spec, events, stop).run()
+    except InputError as exc:
+        events.emit("error", durable=True, message=str(exc))
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_BAD_INPUT
+    except Interrupted as exc:
+        logger.info("%s; nothing written", exc)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        events.emit("error", durable=True, message=f"{type(exc).__name__}: {exc}")
+        traceback.print_exc()
+        return EXIT_FAILED
+    finally:
+        events.close()
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One segmentation zarr to score, with its ground truth and thresholds."""
+
+    name: str
+    segmentation: Path
+    source: Path
+    thresholds: list[tuple[float, str]]
+    """(threshold, dataset name), ascending."""
+
+
+class Evaluation:
+    """Scores every threshold of every segmentation of one segment run."""
+
+    def __init__(self, run_dir: Path, spec: RunSpec, events: EventWriter, stop: _StopFlag) -> None:
+        self.run_dir = run_dir
+        self.spec = spec
+        self.events = events
+        self.stop = stop
+
+    def _targets(self) -> list[_Target]:
+        if self.spec.kind != "evaluate":
+            raise InputError(f"{self.run_dir} is a {self.spec.kind} run, not an evaluate run")
+        segment_run = self.spec.inputs.get("segment_run")
+        if not segment_run:
+            raise InputError("run.toml names no segment_run to evaluate")
+        segment_dir = Path(str(segment_run))
+        if not segment_dir.is_dir():
+            raise InputError(f"segment run {segment_dir} does not exist")
+        containers = lineage.run_outputs(segment_dir, "segmentation")
+        if not containers:
+            raise InputError(f"segment run {segment_dir.name} has no segmentations to evaluate")
+        # Every input is checked before any scoring: a bad last volume fails in seconds.
+        targets = []
+        for container in containers:
+            source = lineage.ground_truth_of(container)
+            thresholds = segmentation_datasets(container)
+            if not thresholds:
+                raise InputError(f"{container} has no segmentation_<threshold> datasets")
+            targets.append(_Target(container.stem, container, source, thresholds))
+        return targets
+
+    def run(self) -> int:
+        targets = self._targets()
+        total = sum(len(t.thresholds) for t in targets)
+        done = 0
+        self.events.emit("progress", done=done, total=total)
+        volumes: dict[str, dict[str, Any]] = {}
+        for target in targets:
+
+            def tick() -> None:
+                nonlocal done
+                done += 1
+                self.events.emit("progress", done=done, total=total)
+
+            volumes[target.name] = score_volume(target, self.stop, tick)
+        per_threshold = combine(volumes)
+        if not per_threshold:
+            raise InputError("the segmentations share no threshold: nothing to compare")
+        best = best_of(per_threshold)
+        metrics = {
+            "segment_run": str(self.spec.inputs["segment_run"]),
+            "weighting": "voxels",
+            "volumes": volumes,
+            "per_threshold": per_threshold,
+            "best": best,
+        }
+        self.stop.check()
+        plot = plot_scores(self.run_dir / PLOT_FILE, per_threshold, best, volumes)
+        if plot is None:
+            self.events.emit(
+                "warning", message="matplotlib is not installed: no scores.png, metrics only"
+            )
+        # metrics.json last: its presence means the evaluation is complete.
+        write_atomic(self.run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+        self.events.emit(
+            "result",
+            durable=True,
+            **best,
+            volumes=len(volumes),
+            metrics=str(self.run_dir / METRICS_FILE),
+            plot=str(plot) if plot else None,
+        )
+        logger.info(
+            "best threshold %.2f: voi_split %.4f, voi_merge %.4f, arand %.4f",
+            best["threshold"],
+            best["voi_split"],
+            best["voi_merge"],
+            best["arand"],
+        )
+        return EXIT_OK
+
+
+def segmentation_datasets(container: Path) -> list[tuple[float, str]]:
+    """(threshold, dataset name) of each `segmentation_<t>` array in `container`, ascending."""
+    found = []
+    for child in container.iterdir():
+        match = SEGMENTATION.fullmatch(child.name)
+        if match and (child / ".zarray").is_file():
+            found.append((float(match.group(1)), child.name))
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """A zarr array with its place in the world (nm), from funlib's metadata attributes."""
+
+    array: Any
+    roi: Roi
+    voxel_size: Coordinate
+
+    def read(self, roi: Roi) -> np.ndarray:
+        """The voxels of `roi`; 0 where `roi` reaches beyond the array."""
+        out = np.zeros(tuple(roi.shape / self.voxel_size), dtype=self.array.dtype)
+        inside = roi.intersect(self.roi)
+        if not inside.empty:
+            source = (inside - self.roi.offset) / self.voxel_size
+            target = (inside - roi.offset) / self.voxel_size
+            out[target.to_slices()] = self.array[source.to_slices()]
+        return out
+
+
+def _open(container: Path, name: str) -> _Grid:
+    """`container/name` read through zarr and funlib.persistence's attributes.
+
+    Not funlib's open_ds: it imports dask, two seconds of every evaluation's start, and
+    scoring needs no more than the voxel size and offset.
+    """
+    import zarr
+
+    array = zarr.open_array(str(container / name), mode="r")
+    attrs = array.attrs.asdict()
+    voxel_size = attrs.get("voxel_size") or attrs.get("resolution")
+    dims = len(voxel_size) if voxel_size else array.ndim
+    voxel = Coordinate(voxel_size or (1,) * dims)
+    offset = Coordinate(attrs.get("offset") or (0,) * dims)
+    shape = Coordinate(array.shape[-dims:])
+    return _Grid(array, Roi(offset, shape * voxel), voxel)
+
+
+def score_volume(target: _Target, stop: _StopFlag, tick: Callable[[], None]) -> dict[str, Any]:
+    """Scores of each threshold of one segmentation, on its overlap with the labels."""
+    labels = _open(target.source, LABELS)
+    segmentations = [(t, name, _open(target.segmentation, name)) for t, name in target.thresholds]
+    roi = labels.roi
+    for _, name, grid in segmentations:
+        if grid.voxel_size != labels.voxel_size:
+            raise InputError(
+                f"{target.segmentation / name} has voxel size {list(grid.voxel_size)}, its "
+                f"labels {list(labels.voxel_size)}: they cannot be compared voxel by voxel"
+            )
+        shift = grid.roi.offset - labels.roi.offset
+        if any(d % v for d, v in zip(shift, labels.voxel_size)):
+            raise InputError(
+                f"{target.segmentation / name} (offset {list(grid.roi.offset)}) is not on the "
+                f"voxel grid of its labels (offset {list(labels.roi.offset)})"
+            )
+        roi = roi.intersect(grid.roi)
+    if roi.empty:
+        raise InputError(f"{target.segmentation} does not overlap the labels of {target.source}")
+    ground_truth = labels.read(roi)
+    keep = ground_truth != 0
+    if (target.source / MASK).is_dir():
+        # Voxels outside the mask's own ROI count as masked out.
+        keep &= _open(target.source, MASK).read(roi) > 0
+    voxels = int(keep.sum())
+    if voxels == 0:
+        raise InputError(
+            f"the labels of {target.source} are all background (or masked out) where "
+            f"{target.segmentation} lies: nothing to score"
+        )
+    # Drop ignored voxels once, not once per threshold.
+    kept_truth = ground_truth[keep]
+    del ground_truth
+    rows = []
+    for threshold, name, grid in segmentations:
+        stop.check()
+        scores = score(grid.read(roi)[keep], kept_truth, ignore_gt=())
+        rows.append(
+            {
+                "threshold": threshold,
+                "dataset": name,
+                "voi_split": scores.voi_split,
+                "voi_merge": scores.voi_merge,
+                "voi": scores.voi,
+                "arand": scores.arand,
+            }
+        )
+        logger.info(
+            "%s %s: voi_split %.4f, voi_merge %.4f, arand %.4f",
+            target.name,
+            name,
+            scores.voi_split,
+            scores.voi_merge,
+            scores.arand,
+        )
+        tick()
+    return {
+        "segmentation": str(target.segmentation),
+        "source_volume": str(target.source),
+        "roi": {"offset": list(roi.offset), "shape": list(roi.shape)},
+        "voxels": voxels,
+        "per_threshold": rows,
+        "best": best_of(rows),
+    }
+
+
+def combine(volumes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Scores per threshold over all volumes, weighted by scored voxels (module docstring).
+
+    Only thresholds every volume has are combined.
+    """
+    tables = [{round(r["threshold"], 6): r for r in v["per_threshold"]} for v in volumes.values()]
+    weights = np.array([v["voxels"] for v in volumes.values()], dtype=np.float64)
+    weights /= weights.sum()
+    shared = sorted(set.intersection(*(set(t) for t in tables))) if tables else []
+    rows = []
+    for threshold in shared:
+        row: dict[str, Any] = {"threshold": threshold, "dataset": tables[0][threshold]["dataset"]}
+        for key in ("voi_split", "voi_merge", "voi", "arand"):
+            row[key] = float(sum(w * t[threshold][key] for w, t in zip(weights, tables)))
+        rows.append(row)
+    return rows
+
+
+def best_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return dict(min(rows, key=lambda r: (r["voi"], r["arand"], r["threshold"])))
+
+
+def plot_scores(
+    path: Path,
+    per_threshold: list[dict[str, Any]],
+    best: dict[str, Any],
+    volumes: dict[str, dict[str, Any]],
+) -> Path | None:
+    """VOI split/merge and adapted Rand error against threshold, as a PNG (atomically).
+
+    None when matplotlib is not installed.
+    """
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    # A bare Figure renders through Agg without pyplot's global state or a display.
+    figure = Figure(figsize=(10, 4), layout="constrained")
+    voi_axes, rand_axes = figure.subplots(1, 2)
+    x = [r["threshold"] for r in per_threshold]
+    voi_axes.plot(x, [r["voi_split"] for r in per_threshold], "o-", label="VOI split")
+    voi_axes.plot(x, [r["voi_merge"] for r in per_threshold], "s-", label="VOI merge")
+    voi_axes.plot(x, [r["voi"] for r in per_threshold], "k--", label="VOI", linewidth=1)
+    rand_axes.plot(x, [r["arand"] for r in per_threshold], "o-", color="C2", label="ARAND")
+    for axes in (voi_axes, rand_axes):
+        axes.axvline(best["threshold"], color="grey", linestyle=":", linewidth=1)
+        axes.set_xlabel("agglomeration threshold")
+        axes.grid(alpha=0.3)
+        axes.legend()
+    voi_axes.set_ylabel("bits")
+    rand_axes.set_ylabel("adapted Rand error")
+    rand_axes.set_ylim(bottom=0)
+    where = "all volumes" if len(volumes) > 1 else next(iter(volumes))
+    figure.suptitle(
+        f"{where}: best threshold {best['threshold']:.2f} (VOI {best['voi']:.3f}, "
+        f"ARAND {best['arand']:.3f})"
+    )
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        figure.savefig(tmp, format="png", dpi=100)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,402 @@
+"""`lsdctl predict`, `lsdctl segment`, `lsdctl evaluate`: the steps after training.
+
+Each builds on the newest output of the step before unless told otherwise (engine.lineage):
+predict on the newest train run's latest checkpoint, segment on the newest succeeded
+predict run, evaluate on the newest succeeded segment run. The run's inputs are resolved
+here first (engine.resolve.prepare, the same code the daemon asks), so a bad choice fails
+at once, before a daemon starts, and the command can say what it is about to use.
+
+By default the run goes to the daemon, which queues and launches it; the command follows
+it (Ctrl-C detaches). `--local` writes the run directory itself and runs
+`python -m engine.<kind> RUN_DIR` as a child in the foreground.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from daemon.schemas import RunCreate
+from engine import lineage, resolve
+from engine.errors import InputError
+from engine.project import Project
+from engine.rundir import new_run_id
+from lsdctl.cli._follow import follow
+from lsdctl.cli._foreground import local_outcome, report_run, run_foreground, summary
+from lsdctl.cli._guard import guarded
+from lsdctl.client import ensure_daemon
+
+_EXECUTORS = ("local", "slurm", "lsf")
+# Segmentations are stored as segmentation_<threshold %.2f>: at most this many distinct.
+_MAX_THRESHOLDS = 99
+_PROJECT = typer.Option(..., "--project", "-P", help="The project.")
+_LOCAL = typer.Option(False, "--local", help="Run in the foreground, without the daemon.")
+_DETACH = typer.Option(
+    False, "--detach", "-d", help="Queue the run and print its id; do not follow it."
+)
+_WORKERS = typer.Option(
+    None, "--workers", min=1, help="Worker processes (default: the project's predict.num_workers)."
+)
+
+
+# ---- commands ----------------------------------------------------------------------------
+@guarded
+def predict(
+    project: str = _PROJECT,
+    checkpoint: str | None = typer.Option(
+        None,
+        "--checkpoint",
+        help="RUN_ID (its latest checkpoint), RUN_ID:ITERATION, or a .pt file "
+        "(default: the newest train run's latest checkpoint).",
+    ),
+    workers: int | None = _WORKERS,
+    executor: str | None = typer.Option(
+        None, "--executor", help="Where workers run: local, slurm or lsf (predict.executor)."
+    ),
+    volumes: list[str] = typer.Option(
+        [],
+        "--volumes",
+        help="A volume to predict: a path, or a name in the project's test/ or train/ "
+        "(repeatable; default: every test volume).",
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Predict again where a prediction exists already."
+    ),
+    gpus: int | None = typer.Option(
+        None,
+        "--gpus",
+        min=0,
+        help="GPUs the daemon reserves (default: 1 with the local executor, else 0). "
+        "--local uses the GPUs CUDA_VISIBLE_DEVICES shows.",
+    ),
+    local: bool = _LOCAL,
+    detach: bool = _DETACH,
+) -> None:
+    """Predict affinities and LSDs blockwise with a trained model.
+
+    Writes RUN_DIR/predictions/VOLUME.zarr (pred_affs, pred_lsds) for each volume.
+
+    Examples:
+
+      lsdctl predict --project brain1
+
+      lsdctl predict --project brain1 --checkpoint train-20261126-114502-3f9a:50000 --workers 4
+
+      lsdctl predict --project brain1 --volumes sample_C --executor slurm -d
+    """
+    if executor is not None and executor not in _EXECUTORS:
+        raise InputError(f"--executor must be one of {', '.join(_EXECUTORS)}, got {executor!r}")
+    proj = Project.open(project)
+    inputs: dict[str, Any] = {"overwrite": overwrite}
+    if checkpoint is not None:
+        inputs["checkpoint"] = _pathish(checkpoint) if _looks_like_path(checkpoint) else checkpoint
+    if volumes:
+        inputs["volumes"] = [_pathish(v) for v in volumes]
+    overrides: dict[str, Any] = {"predict.executor": executor} if executor else {}
+    _start(proj, "predict", inputs, overrides, workers, gpus, local, detach)
+
+
+@guarded
+def segment(
+    project: str = _PROJECT,
+    from_run: str | None = typer.Option(
+        None, "--from", help="The predict run to segment (default: the newest succeeded one)."
+    ),
+    thresholds: str | None = typer.Option(
+        None,
+        "--thresholds",
+        help="Agglomeration thresholds: START:STOP:STEP (inclusive) or a list, e.g. "
+        "0.1:0.9:0.1 or 0.3,0.5,0.7 (segment.thresholds).",
+    ),
+    merge_function: str | None = typer.Option(
+        None,
+        "--merge-function",
+        help="waterz merge function, e.g. hist_quant_75 or mean (segment.merge_function).",
+    ),
+    workers: int | None = _WORKERS,
+    local: bool = _LOCAL,
+    detach: bool = _DETACH,
+) -> None:
+    """Segment predictions: fragments, then agglomeration at each threshold.
+
+    Writes RUN_DIR/segmentation/VOLUME.zarr with fragments and segmentation_<threshold>.
+
+    Examples:
+
+      lsdctl segment --project brain1
+
+      lsdctl segment --project brain1 --from predict-20261127-090000-1a2b --thresholds 0.1:0.9:0.1
+
+      lsdctl segment --project brain1 --thresholds 0.3,0.5 --merge-function mean --local
+    """
+    overrides: dict[str, Any] = {}
+    if thresholds is not None:
+        overrides["segment.thresholds"] = parse_thresholds(thresholds)
+    if merge_function is not None:
+        overrides["segment.merge_function"] = merge_function
+    proj = Project.open(project)
+    inputs: dict[str, Any] = {}
+    if from_run is not None:
+        inputs["predict_run"] = _pathish(from_run) if "/" in from_run else from_run
+    _start(proj, "segment", inputs, overrides, workers, 0, local, detach)
+
+
+@guarded
+def evaluate(
+    project: str = _PROJECT,
+    from_run: str | None = typer.Option(
+        None, "--from", help="The segment run to score (default: the newest succeeded one)."
+    ),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print the best threshold's scores and every threshold's as JSON on stdout.",
+    ),
+    local: bool = _LOCAL,
+) -> None:
+    """Score segmentations against the labels: VOI split/merge and adapted Rand error.
+
+    Writes RUN_DIR/metrics.json and RUN_DIR/scores.png; the best threshold has the lowest
+    VOI (split + merge), over all volumes weighted by their scored (labelled) voxels.
+
+    Examples:
+
+      lsdctl evaluate --project brain1
+
+      lsdctl evaluate --project brain1 --from segment-20261127-101500-9c0d --json
+    """
+    proj = Project.open(project)
+    inputs: dict[str, Any] = {}
+    if from_run is not None:
+        inputs["segment_run"] = _pathish(from_run) if "/" in from_run else from_run
+    run_dir = _start(proj, "evaluate", inputs, {}, 1, 0, local, False, quiet=True)
+    if run_dir is None:
+        return
+    metrics_path = run_dir / lineage.METRICS_FILE
+    try:
+        metrics = json.loads(metrics_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read {metrics_path}: {exc}") from None
+    if as_json:
+        typer.echo(json.dumps(best_scores(metrics, run_dir), indent=2))
+    else:
+        _print_metrics(metrics, run_dir)
+
+
+# ---- parsing -----------------------------------------------------------------------------
+def parse_thresholds(text: str) -> list[float]:
+    """`0.1:0.9:0.1` (START:STOP:STEP, STOP included) or `0.3,0.5,0.7` → sorted thresholds.
+
+    InputError when the text is malformed, a value is outside (0, 1), or two values would
+    name the same segmentation (they are stored to two decimals).
+    """
+    bad = InputError(
+        "--thresholds takes START:STOP:STEP (e.g. 0.1:0.9:0.1) or values separated by "
+        f"commas (e.g. 0.3,0.5,0.7); got {text!r}"
+    )
+    try:
+        if ":" in text:
+            parts = [float(p) for p in text.split(":")]
+            if len(parts) != 3 or not all(math.isfinite(p) for p in parts):
+                raise bad
+            start, stop, step = parts
+            if step <= 0:
+                raise InputError(f"--thresholds step must be positive, got {step:g}")
+            if stop < start:
+                raise InputError(f"--thresholds stop {stop:g} is below start {start:g}")
+            # The epsilon keeps STOP in when (stop - start) / step is 7.999999999.
+            count = math.floor((stop - start) / step + 1e-9) + 1
+            if count > _MAX_THRESHOLDS:
+                raise InputError(
+                    f"--thresholds {text} gives {count} values: at most {_MAX_THRESHOLDS} "
+                    "(segmentations are named by threshold to two decimals)"
+                )
+            # Rounding turns 0.1 + 2 * 0.1 = 0.30000000000000004 back into 0.3.
+            values = [round(start + i * step, 9) for i in range(count)]
+        else:
+            values = [float(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise bad from None
+    if not values:
+        raise bad
+    for value in values:
+        if not 0 < value < 1:
+            raise InputError(f"--thresholds must lie strictly between 0 and 1, got {value:g}")
+    names: dict[str, float] = {}
+    for value in sorted(set(values)):
+        other = names.setdefault(f"{value:.2f}", value)
+        if other != value:
+            raise InputError(
+                f"--thresholds {other:g} and {value:g} would both be segmentation_{value:.2f}: "
+                "use steps of at least 0.01"
+            )
+    return sorted(set(values))
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.endswith(".pt") or "/" in spec
+
+
+def _pathish(given: str) -> str:
+    """A path that exists from here, made absolute (the daemon has another working
+    directory); anything else as given, for the resolver to look up in the project."""
+    path = Path(given).expanduser()
+    return str(path.absolute()) if path.exists() else given
+
+
+# ---- running -------------------------------------------------------------------------------
+_LABELS = {"predict": "predicting", "segment": "segmenting", "evaluate": "evaluating"}
+_STOPPING = {
+    "predict": "stopping: finishing the blocks in flight (Ctrl-C again to kill it)",
+    "segment": "stopping: finishing the blocks in flight (Ctrl-C again to kill it)",
+    "evaluate": "stopping (Ctrl-C again to kill it)",
+}
+
+
+def _start(
+    proj: Project,
+    kind: str,
+    inputs: dict[str, Any],
+    overrides: dict[str, Any],
+    workers: int | None,
+    gpus: int | None,
+    local: bool,
+    detach: bool,
+    quiet: bool = False,
+) -> Path | None:
+    """Resolve, then run in the daemon or the foreground; the run folder if it succeeded.
+
+    None when detached. `quiet` leaves the success summary to the caller.
+    """
+    request: dict[str, Any] = {
+        "project": str(proj.path.absolute()),
+        "kind": kind,
+        "overrides": overrides,
+        "inputs": inputs,
+        "workers": workers,
+    }
+    if local:
+        run_id = new_run_id(kind)
+        run_dir = proj.runs_dir / run_id
+        answer = resolve.prepare({**request, "run_id": run_id, "run_dir": str(run_dir)})
+        _tell(kind, answer)
+        code = run_foreground(
+            run_dir, f"engine.{kind}", _LABELS[kind], stopping_note=_STOPPING[kind]
+        )
+        result = local_outcome(run_dir, code, kind, f"python -m engine.{kind} {run_dir.absolute()}")
+        if not quiet:
+            for line in summary(kind, run_id, result):
+                typer.echo(line)
+        return run_dir
+    # Resolved here as well as in the daemon: refusals come before a daemon starts, and
+    # the daemon gets absolute paths, so it runs exactly what was shown.
+    answer = resolve.prepare(request)
+    _tell(kind, answer)
+    if gpus is None:
+        gpus = 1 if answer["resources"]["executor"] == "local" else 0
+    with ensure_daemon() as client:
+        run = client.submit(
+            RunCreate(
+                kind=kind,  # type: ignore[arg-type]
+                project=str(proj.path.absolute()),
+                overrides=overrides,
+                inputs=answer["inputs"],
+                workers=int(answer["resources"]["workers"]),
+                gpus=gpus,
+            )
+        )
+        if detach:
+            typer.echo(run.id)
+            return None
+        detail = follow(client, run, _LABELS[kind])
+    if detail is None:
+        return None
+    report_run(detail, quiet=quiet)
+    return Path(detail.run_dir)
+
+
+def _tell(kind: str, answer: dict[str, Any]) -> None:
+    """What the run will use, on stderr (stdout stays for results and --json)."""
+    inputs = answer["inputs"]
+    config = answer["config"]
+    lines = [f"note: {note}" for note in answer.get("notes") or []]
+    if kind == "predict":
+        where = f" (train run {inputs['train_run']})" if inputs.get("train_run") else ""
+        lines.append(f"checkpoint: {inputs['checkpoint']}{where}")
+        lines.append("volumes: " + ", ".join(Path(v).name for v in inputs["volumes"]))
+    elif kind == "segment":
+        thresholds = ", ".join(f"{t:.2f}" for t in config["segment"]["thresholds"])
+        lines.append(
+            f"predictions: run {Path(inputs['predict_run']).name} "
+            f"({', '.join(Path(v).name for v in inputs['volumes'])})"
+        )
+        lines.append(
+            f"thresholds: {thresholds}; merge function {config['segment']['merge_function']}"
+        )
+    elif kind == "evaluate":
+        lines.append(f"segmentations: run {Path(inputs['segment_run']).name}")
+    for line in lines:
+        typer.echo(line, err=True)
+
+
+# ---- evaluate's output ---------------------------------------------------------------------
+def best_scores(metrics: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """`evaluate --json`: the best threshold's scores, and those of every threshold."""
+    best = metrics["best"]
+    return {
+        "run": run_dir.name,
+        "threshold": best["threshold"],
+        "voi_split": best["voi_split"],
+        "voi_merge": best["voi_merge"],
+        "voi": best["voi"],
+        "arand": best["arand"],
+        "per_threshold": metrics["per_threshold"],
+        "metrics": str(run_dir / lineage.METRICS_FILE),
+    }
+
+
+def _print_metrics(metrics: dict[str, Any], run_dir: Path) -> None:
+    volumes: dict[str, Any] = metrics.get("volumes") or {}
+    best = metrics["best"]
+    title = "all volumes, voxel-weighted" if len(volumes) > 1 else next(iter(volumes), "")
+    table = Table(title=f"run {run_dir.name}: {title}", box=None, pad_edge=False)
+    for name in ("THRESHOLD", "VOI SPLIT", "VOI MERGE", "VOI", "ARAND", ""):
+        table.add_column(name, justify="right" if name else "left")
+    for row in metrics["per_threshold"]:
+        is_best = row["threshold"] == best["threshold"]
+        table.add_row(
+            f"{row['threshold']:.2f}",
+            f"{row['voi_split']:.4f}",
+            f"{row['voi_merge']:.4f}",
+            f"{row['voi']:.4f}",
+            f"{row['arand']:.4f}",
+            "best" if is_best else "",
+            style="bold" if is_best else None,
+        )
+    console = Console(width=None if Console().is_terminal else 200)
+    console.print(table)
+    if len(volumes) > 1:
+        for name, volume in volumes.items():
+            b = volume["best"]
+            console.print(
+                f"{name}: best {b['threshold']:.2f} (voi_split {b['voi_split']:.4f}, "
+                f"voi_merge {b['voi_merge']:.4f}, arand {b['arand']:.4f})",
+                highlight=False,
+            )
+    console.print(
+        f"best threshold {best['threshold']:.2f}: voi_split {best['voi_split']:.4f}, "
+        f"voi_merge {best['voi_merge']:.4f}, arand {best['arand']:.4f}",
+        highlight=False,
+    )
+    plot = run_dir / lineage.PLOT_FILE
+    console.print(
+        f"metrics: {run_dir / lineage.METRICS_FILE}" + (f"; plot: {plot}" if plot.exists() else ""),
+        highlight=False,
+        soft_wrap=True,
+    )

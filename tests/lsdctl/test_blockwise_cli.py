@@ -1,0 +1,169 @@
+"""`lsdctl predict|segment|evaluate`: parsing, refusals that leave nothing behind, evaluate."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.errors import InputError
+from engine.rundir import read_spec
+from lsdctl.cli import blockwise
+from tests.conftest import CliCaller, tree
+from tests.daemon.conftest import processes_of, short_home
+from tests.engine.test_evaluate import make_segment_run
+
+SEGMENT_RUN = "segment-20260101-000000-aaaa"
+
+
+@pytest.fixture
+def no_daemon(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A daemon home of its own: a refusal must come before any daemon is started."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("LSDCTL_HOME", str(home))
+    return home
+
+
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        ("0.1:0.9:0.1", [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]),
+        ("0.05:0.5:0.15", [0.05, 0.2, 0.35, 0.5]),
+        ("0.2:0.2:0.1", [0.2]),
+        ("0.1:0.35:0.1", [0.1, 0.2, 0.3]),
+        ("0.7, 0.3,0.5,", [0.3, 0.5, 0.7]),
+        ("0.5,0.5", [0.5]),
+        ("0.01:0.99:0.01", [round(i / 100, 2) for i in range(1, 100)]),
+    ],
+)
+def test_thresholds_parse(text: str, values: list[float]) -> None:
+    assert blockwise.parse_thresholds(text) == values
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("0.1:0.9", "START:STOP:STEP"),
+        ("a,b", "START:STOP:STEP"),
+        (",", "START:STOP:STEP"),
+        ("0.1:0.9:nan", "START:STOP:STEP"),
+        ("0.1:0.9:0", "step must be positive"),
+        ("0.9:0.1:0.1", "stop 0.1 is below start 0.9"),
+        ("0:1:0.1", "strictly between 0 and 1, got 0"),
+        ("0.5,1.5", "strictly between 0 and 1, got 1.5"),
+        ("0.101,0.104", "0.101 and 0.104 would both be segmentation_0.10"),
+        ("0.1:0.9:0.0001", "gives 8001 values: at most 99"),
+    ],
+)
+def test_bad_thresholds_refused(text: str, match: str) -> None:
+    with pytest.raises(InputError, match=match):
+        blockwise.parse_thresholds(text)
+
+
+def test_refusals_are_one_line_and_change_nothing(
+    cli: CliCaller, projects: Path, no_daemon: Path
+) -> None:
+    cli.ok("init", "p")
+    before = tree(projects)
+    for local in ([], ["--local"]):
+        cli.bad(
+            "predict", "--project", "p", *local,
+            match="no checkpoint in project p: train first (lsdctl train --project p)",
+        )  # fmt: skip
+        cli.bad(
+            "segment", "--project", "p", *local,
+            match="no succeeded predict run in project p: run `lsdctl predict --project p` first",
+        )  # fmt: skip
+        cli.bad(
+            "evaluate", "--project", "p", *local,
+            match="no succeeded segment run in project p",
+        )  # fmt: skip
+    cli.bad("predict", "--project", "p", "--executor", "pbs", match="--executor must be one of")
+    cli.bad("predict", "--project", "nope", match="no project 'nope'")
+    cli.bad("predict", "--project", "p", "--checkpoint", "t:5", match="no run 't' in project p")
+    cli.bad("predict", "--project", "p", "--workers", "0", match="--workers")
+    cli.bad("segment", "--project", "p", "--thresholds", "0.1:0.9", match="START:STOP:STEP")
+    cli.bad("segment", "--project", "p", "--merge-function", "median", match="merge_function")
+    cli.bad("segment", "--project", "p", "--from", "predict-1", match="no run 'predict-1'")
+    cli.bad("evaluate", "--project", "p", "--from", "x", "--local", match="no run 'x'")
+    assert tree(projects) == before
+    assert not no_daemon.exists()
+
+
+def test_evaluate_local_json_and_table(
+    cli: CliCaller, projects: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli.ok("init", "p")
+    segment_run = make_segment_run(projects / "p")
+    result = cli.ok("evaluate", "--project", "p", "--local", "--json")
+    printed = json.loads(result.stdout)
+    assert printed["threshold"] == 0.1
+    assert printed["voi_split"] == printed["voi_merge"] == printed["arand"] == 0.0
+    assert [r["threshold"] for r in printed["per_threshold"]] == [0.1, 0.9]
+    assert printed["per_threshold"][1]["voi_merge"] > 1.0
+    assert f"segmentations: run {segment_run.name}" in result.stderr
+    run_dir = Path(printed["metrics"]).parent
+    assert run_dir.parent == projects / "p" / "runs" and run_dir.name.startswith("evaluate-")
+    assert (run_dir / "scores.png").is_file()
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    blockwise._print_metrics(metrics, run_dir)
+    table = capsys.readouterr().out
+    assert "0.10" in table and "0.90" in table and "best" in table
+    assert "best threshold 0.10: voi_split 0.0000, voi_merge 0.0000, arand 0.0000" in table
+
+
+@pytest.fixture
+def home(monkeypatch: pytest.MonkeyPatch, projects: Path) -> Iterator[Path]:
+    """A daemon home of its own; the daemon the CLI starts is stopped at teardown."""
+    path = short_home()
+    monkeypatch.setenv("LSDCTL_HOME", str(path))
+    monkeypatch.setenv("LSDCTL_POLL_S", "0.1")
+    yield path
+    CliCaller()("daemon", "stop")
+    for pid in processes_of(path):  # only if stop failed: never leave a process behind
+        os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_through_the_daemon(cli: CliCaller, projects: Path, home: Path) -> None:
+    cli.ok("init", "p")
+    make_segment_run(projects / "p")
+    printed = json.loads(cli.ok("evaluate", "--project", "p", "--json").stdout)
+    assert printed["threshold"] == 0.1 and printed["voi_merge"] == 0.0
+    evaluated = read_spec(Path(printed["metrics"]).parent)
+    assert evaluated.inputs == {"segment_run": str(projects / "p" / "runs" / SEGMENT_RUN)}
+
+    # What the daemon writes into run.toml at launch: the inputs resolved here, and the
+    # executor from the override. Only run.toml is checked, not how the run goes.
+    checkpoints = projects / "p" / "runs" / "train-1" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "checkpoint_00000010.pt").write_bytes(b"x")
+    volume = projects / "p" / "test" / "vol.zarr"
+    run_id = cli.ok(
+        "predict", "--project", "p", "--checkpoint", str(checkpoints / "checkpoint_00000010.pt"),
+        "--workers", "3", "--executor", "slurm", "--overwrite", "-d",
+    ).stdout.strip()  # fmt: skip
+    run_toml = projects / "p" / "runs" / run_id / "run.toml"
+    deadline = time.monotonic() + 20
+    while not run_toml.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    spec = read_spec(run_toml.parent)
+    # train-1 has no run.toml, so the file is from outside any run: no train_run.
+    assert spec.inputs == {
+        "checkpoint": str(checkpoints / "checkpoint_00000010.pt"),
+        "volumes": [str(volume)],
+        "overwrite": True,
+    }
+    assert (spec.resources.workers, spec.resources.executor, spec.resources.gpus) == (
+        3,
+        "slurm",
+        [],
+    )
+    assert spec.config.predict.executor == "slurm"
