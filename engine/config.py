@@ -314,6 +314,14 @@ class SegmentConfig(_Section):
     epsilon_agglomerate: Annotated[float, Field(ge=0, lt=1)] = Field(
         0.0, description="Merge fragments below this score before agglomeration (0: off)."
     )
+    block_shape: list[PositiveInt] | None = Field(
+        None, description="Segmentation write block in voxels (default: predict's block)."
+    )
+    context: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None,
+        description="Voxels each segmentation block reads beyond its own, on each side "
+        "(default: the model's context).",
+    )
 
     @field_validator("thresholds")
     @classmethod
@@ -370,6 +378,10 @@ class ProjectConfig(_Section):
                 )
         if self.predict.context is not None:
             _arity("predict.context", self.predict.context, dims)
+        if self.segment.block_shape is not None:
+            _arity("segment.block_shape", self.segment.block_shape, dims)
+        if self.segment.context is not None:
+            _arity("segment.context", self.segment.context, dims)
         return self
 
     # ---- derived values -------------------------------------------------------------

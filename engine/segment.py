@@ -1,0 +1,554 @@
+"""`python -m engine.segment RUN_DIR [--overwrite]`: fragments and agglomeration, blockwise.
+
+For each prediction of the run's predict run (`inputs.volumes`, zarr with `pred_affs`),
+three daisy tasks over the same grid of write blocks (`segment.block_shape`, chunks of
+every output), each block reading `segment.context` more on each side:
+
+1. fragments: watershed (or mutex watershed) on the affinities, cropped to the block,
+   numbered `block_index * block_voxels + i`, so ids are unique and the same whichever
+   worker did the block or how often; their nodes (center, size) go to the RAG.
+2. agglomerate: waterz on the block's affinities and fragments; every RAG edge gets the
+   score at which waterz merges its two fragments. An edge is written by the block that
+   made its smaller fragment (known from the id), so each edge has one score.
+3. relabel: after the RAG's connected components per threshold (in this process, one
+   lookup table per threshold), every block's fragments are written as
+   `segmentation_<t>`.
+
+The RAG is `<output>.zarr/rag.sqlite` (SQLite, no server). waterz prints to stdout: that
+happens in the workers, whose output goes to RUN_DIR/workers/. One block covering the
+volume gives exactly waterz's whole-volume result (`segment_in_memory`). 2D volumes are
+segmented as one section. Exit codes as engine.train.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import shutil
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+
+from engine.blockwise import Grid, run_task
+from engine.config import ProjectConfig
+from engine.data.volume import create_array, read_window, write_window
+from engine.errors import EngineError, InputError
+from engine.events import EventWriter
+from engine.rundir import EVENTS_FILE, RUN_FILE, read_spec
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3
+SEGMENTATION = "segmentation"
+FRAGMENTS = "fragments"
+RAG_FILE = "rag.sqlite"
+LUTS = "luts"
+TRACKING = ".blocks"
+STAGES = ("fragments", "agglomerate", "relabel")
+
+
+def dataset_name(threshold: float) -> str:
+    return f"segmentation_{threshold:.2f}"
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """One prediction to segment: its affinities, the output container, the grid."""
+
+    prediction: Path
+    output: Path
+    grid: Grid
+    voxel_size: tuple[int, ...]
+    shape: tuple[int, ...]
+    source_volume: str
+    neighborhood: list[list[int]]
+
+    def task_id(self, stage: str) -> str:
+        return f"{stage}-{self.prediction.stem}"
+
+    @property
+    def block_voxels(self) -> int:
+        return int(np.prod([b // v for b, v in zip(self.grid.block, self.voxel_size)]))
+
+
+def _settings(config: ProjectConfig) -> dict[str, Any]:
+    segment = config.segment.model_dump(mode="json")
+    segment["block_shape"] = _block_voxels(config)
+    segment["context"] = _context_voxels(config)
+    return segment
+
+
+def _block_voxels(config: ProjectConfig) -> list[int]:
+    return list(config.segment.block_shape or config.block_shape())
+
+
+def _context_voxels(config: ProjectConfig) -> list[int]:
+    # At least one voxel: a block must see its fragments' neighbours across its faces.
+    return [max(1, c) for c in (config.segment.context or config.context())]
+
+
+def plan_segments(
+    config: ProjectConfig, volumes: Sequence[Path], run_dir: Path
+) -> list[SegmentPlan]:
+    import zarr
+
+    if not volumes:
+        raise InputError("no predictions to segment: run `lsdctl predict` first")
+    dims = config.data.dims
+    plans = []
+    for prediction in volumes:
+        try:
+            affs = zarr.open(str(prediction / "pred_affs"), mode="r")
+        except (zarr.errors.PathNotFoundError, FileNotFoundError, ValueError):
+            raise InputError(
+                f"{prediction} has no pred_affs: segmenting needs affinities (a MTLSD, AFF, "
+                "ACLSD or ACRLSD model)"
+            ) from None
+        attrs = affs.attrs.asdict()
+        root = zarr.open_group(str(prediction), mode="r").attrs.asdict()
+        voxel_size = tuple(int(v) for v in attrs["voxel_size"])
+        offset = tuple(int(v) for v in attrs.get("offset", [0] * dims))
+        shape = tuple(int(s) for s in affs.shape[1:])
+        if len(voxel_size) != dims or len(shape) != dims:
+            raise InputError(f"{prediction}: pred_affs is not {dims}D as the project")
+        block = _block_voxels(config)
+        grid = Grid(
+            offset=offset,
+            extent=tuple(s * v for s, v in zip(shape, voxel_size)),
+            block=tuple(b * v for b, v in zip(block, voxel_size)),
+            context=tuple(c * v for c, v in zip(_context_voxels(config), voxel_size)),
+        )
+        plans.append(
+            SegmentPlan(
+                prediction=prediction.resolve(),
+                output=run_dir / SEGMENTATION / prediction.name,
+                grid=grid,
+                voxel_size=voxel_size,
+                shape=shape,
+                source_volume=str(root.get("source_volume", "")),
+                neighborhood=[
+                    list(o) for o in root.get("neighborhood") or config.affinity_neighborhood()
+                ],
+            )
+        )
+    return plans
+
+
+def prepare_outputs(plan: SegmentPlan, config: ProjectConfig, overwrite: bool) -> None:
+    """Create the output arrays, or check that existing ones are this segmentation's."""
+    import zarr
+
+    predicted = zarr.open_group(str(plan.prediction), mode="r").attrs.asdict()
+    identity = {
+        "segment_settings": _settings(config),
+        "prediction": str(plan.prediction),
+        "prediction_checkpoint_sha256": predicted.get("checkpoint_sha256"),
+    }
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    if plan.output.exists():
+        found = zarr.open_group(str(plan.output), mode="r").attrs.asdict()
+        if found.get("segment_sha256") == digest:
+            return
+        if not overwrite:
+            raise InputError(
+                f"{plan.output} holds a segmentation of other predictions or settings: pass "
+                "--overwrite to replace it, or segment into a new run"
+            )
+        shutil.rmtree(plan.output)
+    block = _block_voxels(config)
+    for name in [FRAGMENTS, *(dataset_name(t) for t in config.segment.thresholds)]:
+        create_array(
+            plan.output,
+            name,
+            plan.shape,
+            np.uint64,
+            plan.voxel_size,
+            plan.grid.offset,
+            chunks=block,
+        )
+    root = zarr.open_group(str(plan.output), mode="a")
+    root.attrs.update(
+        {
+            "source_volume": plan.source_volume,
+            "prediction": str(plan.prediction),
+            "thresholds": list(config.segment.thresholds),
+            "segment_settings": identity["segment_settings"],
+            "segment_sha256": digest,  # last: an output without it is recreated
+        }
+    )
+
+
+# ---- array helpers -------------------------------------------------------------------
+
+
+def _clip(grid: Grid, start: Sequence[int], shape: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The part of a window inside the volume: blocks never read padding, so one block
+    over the whole volume sees exactly what a whole-volume segmentation sees."""
+    lo = [max(s, o) for s, o in zip(start, grid.offset)]
+    hi = [min(s + n, o + e) for s, n, o, e in zip(start, shape, grid.offset, grid.extent)]
+    return lo, [h - low for low, h in zip(lo, hi)]
+
+
+def as_3d_affs(affs: np.ndarray, dims: int) -> np.ndarray:
+    """Affinities as waterz takes them: (C>=3, z, y, x). A 2D (2, y, x) map becomes one
+    section, with a zero z channel (no section above to connect to)."""
+    if dims == 3:
+        return affs
+    z = np.zeros((1, 1, *affs.shape[1:]), dtype=affs.dtype)
+    return np.concatenate([z, affs[:2, None]], axis=0)
+
+
+def make_fragments(
+    affs: np.ndarray, config: ProjectConfig, neighborhood: Sequence[Sequence[int]]
+) -> np.ndarray:
+    """Fragments (ids 1..n) of float affinities (C, z, y, x) in [0, 1]."""
+    from engine.fragments import fragments_mutex, fragments_watershed
+
+    segment = config.segment
+    if segment.fragments_method == "mutex":
+        offsets = [list(o) if len(o) == 3 else [0, *o] for o in neighborhood]
+        if config.data.dims == 2:
+            offsets = [[0, 0, 0], *offsets]  # the zero z channel of as_3d_affs
+        fragments, _ = fragments_mutex(affs, offsets)
+        return fragments
+    fragments, _ = fragments_watershed(
+        affs,
+        fragments_in_xy=segment.fragments_in_xy or config.data.dims == 2,
+        min_seed_distance=segment.min_seed_distance,
+        epsilon_agglomerate=segment.epsilon_agglomerate,
+    )
+    return fragments
+
+
+def segment_in_memory(
+    affs: np.ndarray, config: ProjectConfig, neighborhood: Sequence[Sequence[int]] | None = None
+) -> dict[float, np.ndarray]:
+    """The whole-volume reference: fragments and waterz on all of `affs` at once.
+
+    `affs` is uint8 or float as predicted, (C, *spatial); returns a segmentation per
+    threshold of `segment.thresholds`, of the spatial shape.
+    """
+    from engine.agglomerate import quiet_stdout, segment_whole_volume
+
+    dims = config.data.dims
+    floats = as_3d_affs(_to_float(affs), dims)
+    with quiet_stdout():  # waterz's chatter goes to stderr, not into a caller's output
+        fragments = make_fragments(floats, config, neighborhood or config.affinity_neighborhood())
+        result = segment_whole_volume(
+            floats, fragments, config.segment.thresholds, config.segment.merge_function
+        )
+    return {t: (s[0] if dims == 2 else s) for t, s in result.items()}
+
+
+def _to_float(affs: np.ndarray) -> np.ndarray:
+    if affs.dtype == np.uint8:
+        return (affs.astype(np.float32) / np.float32(255)).astype(np.float32)
+    return affs.astype(np.float32)
+
+
+# ---- workers -------------------------------------------------------------------------
+
+
+class _Worker:
+    """What every stage's worker opens once: the run, its plan and the output arrays."""
+
+    def __init__(self, run_dir: Path, task_id: str) -> None:
+        import zarr
+
+        spec = read_spec(run_dir)
+        self.config = spec.config
+        stage, _, _ = task_id.partition("-")
+        volumes = [Path(str(v)) for v in spec.inputs.get("volumes") or []]
+        plan = next(
+            (
+                p
+                for p in plan_segments(self.config, volumes, run_dir)
+                if p.task_id(stage) == task_id
+            ),
+            None,
+        )
+        if plan is None:
+            raise InputError(f"run {run_dir.name} has no volume for task {task_id}")
+        self.plan = plan
+        self.dims = self.config.data.dims
+        self.affs = zarr.open(str(plan.prediction / "pred_affs"), mode="r")
+        self.fragments = zarr.open(str(plan.output / FRAGMENTS), mode="r+")
+
+    def _read(self, array: Any, start: Sequence[int], shape: Sequence[int]) -> np.ndarray:
+        return read_window(array, self.plan.voxel_size, self.plan.grid.offset, start, shape)
+
+    def _window(self, block: Any, context: bool) -> tuple[list[int], list[int]]:
+        grid = self.plan.grid
+        start = [int(v) for v in block.write_roi.offset]
+        shape = list(grid.block)
+        if context:
+            start = [s - c for s, c in zip(start, grid.context)]
+            shape = [n + 2 * c for n, c in zip(shape, grid.context)]
+        return _clip(grid, start, shape)
+
+    def _store(self) -> Any:
+        from engine.rag import RagStore
+
+        return RagStore(self.plan.output / RAG_FILE)
+
+    def _3d(self, array: np.ndarray) -> np.ndarray:
+        return array if self.dims == 3 else array[None]
+
+
+class FragmentsWorker(_Worker):
+    def __call__(self, block: Any) -> None:
+        from engine.fragments import relabel_block
+        from engine.rag import node_stats
+
+        plan = self.plan
+        read_start, read_shape = self._window(block, context=True)
+        write_start, write_shape = self._window(block, context=False)
+        affs = as_3d_affs(_to_float(self._read(self.affs, read_start, read_shape)), self.dims)
+        fragments = make_fragments(affs, self.config, plan.neighborhood)
+        inner = tuple(
+            slice((w - r) // v, (w - r) // v + n // v)
+            for w, r, n, v in zip(write_start, read_start, write_shape, plan.voxel_size)
+        )
+        cropped = fragments[(slice(None), *inner) if self.dims == 2 else inner]
+        # Cropping leaves gaps in the ids: number them 1..n again before making them unique.
+        ids, local = np.unique(cropped, return_inverse=True)
+        local = local.reshape(cropped.shape).astype(np.uint64)
+        if ids[0] != 0:
+            local += np.uint64(1)
+        index = plan.grid.index(block.write_roi.offset)
+        unique = relabel_block(local, index, plan.block_voxels)
+        stored = unique[0] if self.dims == 2 else unique
+        write_window(self.fragments, plan.voxel_size, plan.grid.offset, write_start, stored)
+        voxel3 = plan.voxel_size if self.dims == 3 else (1, *plan.voxel_size)
+        start3 = write_start if self.dims == 3 else [0, *write_start]
+        nodes = node_stats(unique, voxel3, start3)
+        with self._store() as store, store.transaction():
+            store.write_nodes(nodes.ids, nodes.centers, nodes.sizes)
+
+
+class AgglomerateWorker(_Worker):
+    def __call__(self, block: Any) -> None:
+        from engine.agglomerate import agglomerate_block, quiet_stdout
+
+        plan = self.plan
+        start, shape = self._window(block, context=True)
+        affs = as_3d_affs(_to_float(self._read(self.affs, start, shape)), self.dims)
+        fragments = self._3d(self._read(self.fragments, start, shape))
+        with quiet_stdout():
+            edges = agglomerate_block(
+                affs,
+                fragments,
+                self.config.segment.merge_function,
+                thresholds=self.config.segment.thresholds,
+            )
+        index = plan.grid.index(block.write_roi.offset)
+        # The block that made an edge's smaller fragment owns it (ids encode their block).
+        owner = (edges.u - np.uint64(1)) // np.uint64(plan.block_voxels)
+        mine = owner == np.uint64(index)
+        with self._store() as store, store.transaction():
+            store.write_edges(*(np.asarray(column)[mine] for column in edges))
+
+
+class RelabelWorker(_Worker):
+    def __init__(self, run_dir: Path, task_id: str) -> None:
+        import zarr
+
+        super().__init__(run_dir, task_id)
+        self.tables = {}
+        self.outputs = {}
+        for threshold in self.config.segment.thresholds:
+            with np.load(self.plan.output / LUTS / f"{dataset_name(threshold)}.npz") as lut:
+                self.tables[threshold] = (lut["fragments"], lut["segments"])
+            self.outputs[threshold] = zarr.open(
+                str(self.plan.output / dataset_name(threshold)), mode="r+"
+            )
+
+    def __call__(self, block: Any) -> None:
+        from engine.agglomerate import relabel
+
+        start, shape = self._window(block, context=False)
+        fragments = self._read(self.fragments, start, shape)
+        for threshold, table in self.tables.items():
+            write_window(
+                self.outputs[threshold],
+                self.plan.voxel_size,
+                self.plan.grid.offset,
+                start,
+                relabel(fragments, table),
+            )
+
+
+def fragments_worker(run_dir: Path, task_id: str) -> FragmentsWorker:
+    return FragmentsWorker(run_dir, task_id)
+
+
+def agglomerate_worker(run_dir: Path, task_id: str) -> AgglomerateWorker:
+    return AgglomerateWorker(run_dir, task_id)
+
+
+def relabel_worker(run_dir: Path, task_id: str) -> RelabelWorker:
+    return RelabelWorker(run_dir, task_id)
+
+
+def write_luts(plan: SegmentPlan, thresholds: Sequence[float]) -> dict[float, int]:
+    """Connected components of the RAG per threshold, saved for the relabel workers.
+
+    Returns the number of segments per threshold.
+    """
+    from engine.agglomerate import segment_lut
+    from engine.rag import RagStore
+
+    with RagStore(plan.output / RAG_FILE) as store:
+        nodes, edges = store.read_nodes(), store.read_edges()
+    folder = plan.output / LUTS
+    folder.mkdir(exist_ok=True)
+    counts = {}
+    for threshold in thresholds:
+        fragments, segments = segment_lut(edges.u, edges.v, edges.merge_score, nodes.ids, threshold)
+        path = folder / f"{dataset_name(threshold)}.npz"
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, fragments=fragments, segments=segments)
+        tmp.replace(path)
+        counts[threshold] = int(np.unique(segments).size)
+    logger.info(
+        "%s: RAG with %d fragments, %d edges; segments per threshold %s",
+        plan.prediction.name,
+        nodes.ids.size,
+        edges.u.size,
+        counts,
+    )
+    return counts
+
+
+# ---- the scheduling side ---------------------------------------------------------------
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    raise _Interrupted(signum)
+
+
+_TARGETS = {
+    "fragments": "engine.segment:fragments_worker",
+    "agglomerate": "engine.segment:agglomerate_worker",
+    "relabel": "engine.segment:relabel_worker",
+}
+
+
+def run(run_dir: Path, overwrite: bool, events: EventWriter) -> int:
+    from engine.agglomerate import is_prebuilt
+
+    spec = read_spec(run_dir)
+    config = spec.config
+    if not is_prebuilt(config.segment.merge_function):
+        raise InputError(
+            f"merge function {config.segment.merge_function!r} is not prebuilt in waterz and "
+            "cannot be compiled here: use hist_quant_10/25/50/75/90 or mean"
+        )
+    volumes = [Path(str(v)) for v in spec.inputs.get("volumes") or []]
+    plans = plan_segments(config, volumes, run_dir)
+    overwrite = overwrite or bool(spec.inputs.get("overwrite"))
+    for plan in plans:
+        prepare_outputs(plan, config, overwrite)
+    predict = config.predict
+    workers = max(1, spec.resources.workers)
+    total = sum(len(STAGES) * p.grid.num_blocks for p in plans)
+    logger.info(
+        "segmenting %d volume(s) with %d worker(s): %d block-steps, thresholds %s, %s",
+        len(plans),
+        workers,
+        total,
+        config.segment.thresholds,
+        config.segment.merge_function,
+    )
+    done = 0
+    outputs, segments = [], {}
+    for plan in plans:
+        for stage in STAGES:
+            if stage == "relabel":
+                segments[plan.output.name] = write_luts(plan, config.segment.thresholds)
+            outcome = run_task(
+                task_id=plan.task_id(stage),
+                grid=plan.grid,
+                run_dir=run_dir,
+                events=events,
+                target=_TARGETS[stage],
+                tracking_dir=plan.output / TRACKING / stage,
+                workers=workers,
+                executor=spec.resources.executor,
+                retries=predict.retries,
+                timeout=predict.block_timeout or None,
+                host=predict.scheduler_host if spec.resources.executor != "local" else "127.0.0.1",
+                progress=(done, total),
+            )
+            if not outcome.ok:
+                raise EngineError(f"{plan.prediction.name}, {stage}: {outcome.error}")
+            done += outcome.total
+            logger.info(
+                "%s %s: %d blocks in %.1f s",
+                plan.prediction.name,
+                stage,
+                outcome.total,
+                outcome.seconds,
+            )
+        outputs.append(str(plan.output))
+    events.emit(
+        "result",
+        durable=True,
+        outputs=outputs,
+        thresholds=list(config.segment.thresholds),
+        merge_function=config.segment.merge_function,
+        segments={name: {f"{t:.2f}": n for t, n in c.items()} for name, c in segments.items()},
+    )
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine.segment", description=__doc__)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--overwrite", action="store_true", help="Replace another segmentation.")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    run_dir: Path = args.run_dir
+    if not (run_dir / RUN_FILE).is_file():
+        sys.stderr.write(f"error: {run_dir} is not a run directory ({RUN_FILE} missing)\n")
+        return EXIT_BAD_INPUT
+    events = EventWriter(run_dir / EVENTS_FILE)
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        return run(run_dir, args.overwrite, events)
+    except InputError as exc:
+        events.emit("error", durable=True, message=str(exc))
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_BAD_INPUT
+    except (_Interrupted, KeyboardInterrupt):
+        events.emit("interrupted", durable=True, message="stopped by a signal; resumable")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        events.emit("error", durable=True, message=f"{type(exc).__name__}: {exc}")
+        traceback.print_exc()
+        return EXIT_FAILED
+    finally:
+        events.close()
+        signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
