@@ -33,6 +33,7 @@ from gunpowder.ext import augment
 
 from engine.config import ProjectConfig
 from engine.errors import InputError
+from engine.input import _INPUT_SCALE, _INPUT_SHIFT, _RAW_SCALE, normalize_raw
 from engine.nodes import AddLsds
 from engine.prefetch import Prefetcher
 from engine.targets.lsds import gaussian_radius
@@ -41,11 +42,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["TrainingKeys", "TrainingPipeline", "build_training_pipeline", "normalize_raw"]
 
-# The raw intensities the network sees: uint8 scaled to [0, 1] (where the intensity
-# augmentation works), then mapped to [-1, 1].
-_RAW_SCALE = 1.0 / 255.0
-_INPUT_SCALE = 2.0
-_INPUT_SHIFT = -1.0
 
 # The elastic transformation is computed on a grid this much coarser than the voxels
 # and interpolated: about 8x faster per batch and visually identical (the LSD paper's
@@ -61,26 +57,6 @@ _MAX_LOCATIONS = 10_000
 # Coordinates this close to whole voxels are taken as whole (they come out of float32
 # interpolation of the identity, within about 1e-5 of it).
 _WHOLE_VOXEL = 1e-3
-
-
-def normalize_raw(raw_uint8: np.ndarray, method: str = "minmax") -> np.ndarray:
-    """Raw intensities as the network takes them: float32 in [-1, 1].
-
-    The training pipeline applies the same transform (with intensity augmentation
-    between the two steps): uint8 / 255, then ``* 2 - 1``. With `method` "none"
-    (`preprocess.normalize = "none"`) the values pass unchanged, as float32.
-    """
-    raw = np.asarray(raw_uint8)
-    if method == "none":
-        return raw.astype(np.float32)
-    if method != "minmax":
-        raise InputError(f"unknown raw normalization {method!r}: use 'minmax' or 'none'")
-    if raw.dtype != np.uint8:
-        raise InputError(f"normalize_raw expects uint8 raw, got {raw.dtype}")
-    out = raw.astype(np.float32)
-    out *= np.float32(_RAW_SCALE * _INPUT_SCALE)
-    out += np.float32(_INPUT_SHIFT)
-    return out
 
 
 @dataclass(frozen=True)

@@ -260,7 +260,7 @@ class Predictor:
         self.predict_block(start)
 
     def predict_block(self, write_start: Sequence[int]) -> None:
-        from engine.pipeline import normalize_raw
+        from engine.input import normalize_raw
 
         grid, voxel = self.plan.grid, self.plan.voxel_size
         read_start = [w - c for w, c in zip(write_start, grid.context)]

@@ -25,12 +25,13 @@ _POLL_S = 0.5
 
 
 def make_progress(console: Console, label: str = "training") -> Progress:
-    """The columns every run display uses: what, bar, done/total, loss, time left."""
+    """The columns every run display uses: what, bar, done/total, loss (training only),
+    time left."""
+    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn()]
+    if label == "training":
+        columns.append(TextColumn("loss {task.fields[loss]}"))
     return Progress(
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
+        *columns,
         TimeRemainingColumn(),
         TextColumn("{task.fields[note]}"),
         console=console,
