@@ -329,6 +329,15 @@ def _lsf_minutes(time_limit: str) -> str:
 # ---- scheduler side ------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One task of a blockwise run: its id, the worker factory, where done blocks are kept."""
+
+    task_id: str
+    target: str
+    tracking_dir: Path
+
+
 class _Relay:
     """Moves the workers' block events into events.jsonl, and daisy's counts as progress.
 
@@ -341,26 +350,28 @@ class _Relay:
         run_dir: Path,
         events: EventWriter,
         grid: Grid,
-        task_id: str,
+        task_ids: Sequence[str],
         progress: tuple[int, int] | None,
     ) -> None:
         self.progress = progress
         self.folder = run_dir / BLOCKS_DIR
         self.events = events
         self.grid = grid
-        self.task_id = task_id
-        self.prefix = f"{_safe(task_id)}.w"
+        self.task_ids = list(task_ids)
+        self.prefixes = [f"{_safe(t)}.w" for t in task_ids]
         self.lock = threading.Lock()
         self.offsets: dict[Path, int] = {}
-        self.failures: dict[tuple[int, ...], str] = {}
-        self.done = 0
+        self.failures: dict[tuple[str, tuple[int, ...]], str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="block-relay", daemon=True)
         self._last_progress = 0.0
         self.folder.mkdir(parents=True, exist_ok=True)
         # Files of an earlier attempt were relayed then: start after their end.
-        for path in self.folder.glob(f"{self.prefix}*.jsonl"):
+        for path in self._files():
             self.offsets[path] = path.stat().st_size
+
+    def _files(self) -> list[Path]:
+        return sorted(p for prefix in self.prefixes for p in self.folder.glob(f"{prefix}*.jsonl"))
 
     def start(self) -> None:
         self._thread.start()
@@ -375,33 +386,32 @@ class _Relay:
             self.poll()
 
     def poll(self) -> None:
-        for path in sorted(self.folder.glob(f"{self.prefix}*.jsonl")):
+        for path in self._files():
             found, self.offsets[path] = read_events(path, self.offsets.get(path, 0))
             for event in found:
                 self._relay(event)
 
     def _relay(self, event: dict[str, Any]) -> None:
         worker = event.get("worker")
+        task = str(event.get("task"))
         with self.lock:
             if event.get("type") == "worker":
-                self.events.emit(
-                    "worker", task=self.task_id, worker=worker, status=event.get("status")
-                )
+                self.events.emit("worker", task=task, worker=worker, status=event.get("status"))
                 return
             offset = tuple(event.get("offset") or ())
             status = str(event.get("status"))
             fields: dict[str, Any] = {
-                "id": f"{self.task_id}:{self.grid.index(offset)}",
-                "task": self.task_id,
+                "id": f"{task}:{self.grid.index(offset)}",
+                "task": task,
                 "grid": list(self.grid.position(offset)),
                 "status": status,
                 "worker": worker,
             }
             if status == "failed":
-                self.failures[offset] = str(event.get("error", ""))
-                fields["error"] = self.failures[offset][-4000:]
+                self.failures[(task, offset)] = str(event.get("error", ""))
+                fields["error"] = self.failures[(task, offset)][-4000:]
             elif status == "done":
-                self.failures.pop(offset, None)
+                self.failures.pop((task, offset), None)
                 fields["seconds"] = event.get("seconds")
             self.events.emit("block", **fields)
 
@@ -416,34 +426,35 @@ class _Relay:
         self._progress(states, force=True)
 
     def _progress(self, states: dict[str, Any], force: bool = False) -> None:
-        state = states.get(self.task_id)
-        if state is None:
+        mine = [states[t] for t in self.task_ids if t in states]
+        if not mine:
             return
         now = time.monotonic()
         if not force and now - self._last_progress < _PROGRESS_EVERY_S:
             return
         self._last_progress = now
-        done, total = int(state.completed_count), int(state.total_block_count)
-        if self.progress is not None:  # one of several tasks of a run: the run's count
+        done = sum(int(s.completed_count) for s in mine)
+        total = sum(int(s.total_block_count) for s in mine)
+        failed = sum(int(s.failed_count) for s in mine)
+        if self.progress is not None:  # part of a larger run: the run's count
             done, total = done + self.progress[0], self.progress[1]
         with self.lock:
             self.events.emit(
-                "progress",
-                task=self.task_id,
-                done=done,
-                total=total,
-                failed=int(state.failed_count),
+                "progress", task=",".join(self.task_ids), done=done, total=total, failed=failed
             )
 
 
-def run_task(
+def run_task(*, task_id: str, target: str, tracking_dir: Path, **kwargs: Any) -> Outcome:
+    """Run one blockwise task (see `run_stages`)."""
+    return run_stages(stages=[Stage(task_id, target, tracking_dir)], **kwargs)
+
+
+def run_stages(
     *,
-    task_id: str,
+    stages: Sequence[Stage],
     grid: Grid,
     run_dir: Path,
     events: EventWriter,
-    target: str,
-    tracking_dir: Path,
     workers: int,
     executor: Executor = "local",
     gpus: Sequence[int] = (),
@@ -454,11 +465,15 @@ def run_task(
     max_worker_restarts: int | None = None,
     progress: tuple[int, int] | None = None,
 ) -> Outcome:
-    """Run one blockwise task to its end and say how it went (never raises for blocks).
+    """Run blockwise tasks over one grid to their end and say how it went (never raises
+    for blocks).
 
-    Blocks recorded in `tracking_dir` by an earlier run are skipped. `progress` is (blocks
-    of the run done before this task, blocks of the whole run) for its progress events.
-    Worker logs go to RUN_DIR/workers/ (daisy would write them into the current directory).
+    Each stage reads what the one before wrote: daisy starts a block of stage k once the
+    blocks of stage k-1 within its read ROI are done, so the stages overlap, and all
+    their workers start up together. Blocks recorded in a stage's `tracking_dir` by an
+    earlier run are skipped. `progress` is (blocks of the run done before these stages,
+    blocks of the whole run) for the progress events. Worker logs go to RUN_DIR/workers/
+    (daisy would write them into the current directory).
     """
     import daisy.v2 as daisy
     from daisy import logging as daisy_logging
@@ -469,75 +484,90 @@ def run_task(
     context = Coordinate(grid.context)
     total = Roi(grid.offset, grid.extent).grow(context, context)
     block = Coordinate(grid.block)
-    spec = WorkerSpec(
-        run_dir=str(run_dir),
-        task_id=task_id,
-        target=target,
-        executor=executor,
-        gpus=tuple(gpus),
-        cluster=cluster or Cluster(),
-    )
-    task = daisy.Task(
-        task_id,
-        total_roi=total,
-        read_roi=Roi((0,) * len(block), block + context * 2),
-        write_roi=Roi(context, block),
-        process_function=partial(_start_worker, spec),
-        read_write_conflict=False,
-        fit="overhang",
-        max_workers=workers,
-        max_retries=retries,
-        timeout=timeout or None,
-        tracking_path=str(tracking_dir),
-        max_worker_restarts=(
-            max_worker_restarts if max_worker_restarts is not None else 3 * workers + retries
-        ),
-    )
-    relay = _Relay(run_dir, events, grid, task_id, progress)
-    events.emit(
-        "blockgrid",
-        task=task_id,
-        shape=list(grid.shape),
-        total=grid.num_blocks,
-        block=list(grid.block),
-        offset=list(grid.offset),
-    )
+    tasks = []
+    for stage in stages:
+        spec = WorkerSpec(
+            run_dir=str(run_dir),
+            task_id=stage.task_id,
+            target=stage.target,
+            executor=executor,
+            gpus=tuple(gpus),
+            cluster=cluster or Cluster(),
+        )
+        tasks.append(
+            daisy.Task(
+                stage.task_id,
+                total_roi=total,
+                read_roi=Roi((0,) * len(block), block + context * 2),
+                write_roi=Roi(context, block),
+                process_function=partial(_start_worker, spec),
+                read_write_conflict=False,
+                fit="overhang",
+                max_workers=workers,
+                max_retries=retries,
+                timeout=timeout or None,
+                tracking_path=str(stage.tracking_dir),
+                max_worker_restarts=(
+                    max_worker_restarts
+                    if max_worker_restarts is not None
+                    else 3 * workers + retries
+                ),
+            )
+        )
+    pipeline = daisy.Pipeline.from_task(tasks[0])
+    for task in tasks[1:]:
+        pipeline = pipeline + task
+    task_ids = [stage.task_id for stage in stages]
+    relay = _Relay(run_dir, events, grid, task_ids, progress)
+    for task_id in task_ids:
+        events.emit(
+            "blockgrid",
+            task=task_id,
+            shape=list(grid.shape),
+            total=grid.num_blocks,
+            block=list(grid.block),
+            offset=list(grid.offset),
+        )
     relay.start()
     start = time.monotonic()
     error: str | None = None
     try:
         server = daisy.Server()
-        states = server.run_blockwise(
-            daisy.Pipeline.from_task(task), progress=relay, host=host, summary=False
-        )
+        states = server.run_blockwise(pipeline, progress=relay, host=host, summary=False)
     except RuntimeError as exc:  # daisy abandons a task whose workers keep dying
         states = None
         error = str(exc)
     finally:
         relay.stop()
     seconds = time.monotonic() - start
+    expected = grid.num_blocks * len(stages)
     if states is None:
-        return Outcome(grid.num_blocks, 0, 0, 0, seconds, error)
-    state = states[task_id]
+        return Outcome(expected, 0, 0, 0, seconds, error)
+    mine = [states[t] for t in task_ids]
     outcome = Outcome(
-        total=int(state.total_block_count),
-        completed=int(state.completed_count),
-        skipped=int(state.skipped_count),
-        failed=int(state.failed_count) + int(state.orphaned_count),
+        total=sum(int(s.total_block_count) for s in mine),
+        completed=sum(int(s.completed_count) for s in mine),
+        skipped=sum(int(s.skipped_count) for s in mine),
+        failed=sum(int(s.failed_count) + int(s.orphaned_count) for s in mine),
         seconds=seconds,
     )
-    if state.abandoned:
+    abandoned = [s for s in mine if s.abandoned]
+    if abandoned:
+        state = abandoned[0]
         outcome.error = f"workers kept failing: {state.abandon_reason}\n{state.last_worker_error}"
     elif outcome.completed < outcome.total:
         first = next(iter(relay.failures.items()), None)
         if first is not None:
+            (task, offset), message = first
             outcome.error = (
-                f"block at {list(first[0])} failed {retries + 1} times; its last error:\n{first[1]}"
+                f"{task}: block at {list(offset)} failed {retries + 1} times; its last "
+                f"error:\n{message}"
             )
         else:
+            last = next((s.last_worker_error for s in mine if s.last_worker_error), None)
             outcome.error = (
                 f"{outcome.total - outcome.completed} of {outcome.total} blocks did not "
-                f"finish: {state.last_worker_error or 'no error was reported'}"
+                f"finish: {last or 'no error was reported'}"
             )
     return outcome
 

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.blockwise import Grid, run_task
+from engine.blockwise import Grid, Stage, run_stages
 from engine.config import ProjectConfig
 from engine.data.volume import create_array, read_window, write_window
 from engine.errors import EngineError, InputError
@@ -78,6 +78,12 @@ class SegmentPlan:
     @property
     def block_voxels(self) -> int:
         return int(np.prod([b // v for b, v in zip(self.grid.block, self.voxel_size)]))
+
+    @property
+    def dtype(self) -> Any:
+        """uint32 when every possible fragment id fits (halves what is written), else uint64."""
+        largest = self.grid.num_blocks * self.block_voxels
+        return np.uint32 if largest < 2**32 else np.uint64
 
 
 def _settings(config: ProjectConfig) -> dict[str, Any]:
@@ -170,7 +176,7 @@ def prepare_outputs(plan: SegmentPlan, config: ProjectConfig, overwrite: bool) -
             plan.output,
             name,
             plan.shape,
-            np.uint64,
+            plan.dtype,
             plan.voxel_size,
             plan.grid.offset,
             chunks=block,
@@ -327,7 +333,13 @@ class FragmentsWorker(_Worker):
         index = plan.grid.index(block.write_roi.offset)
         unique = relabel_block(local, index, plan.block_voxels)
         stored = unique[0] if self.dims == 2 else unique
-        write_window(self.fragments, plan.voxel_size, plan.grid.offset, write_start, stored)
+        write_window(
+            self.fragments,
+            plan.voxel_size,
+            plan.grid.offset,
+            write_start,
+            stored.astype(plan.dtype),
+        )
         voxel3 = plan.voxel_size if self.dims == 3 else (1, *plan.voxel_size)
         start3 = write_start if self.dims == 3 else [0, *write_start]
         nodes = node_stats(unique, voxel3, start3)
@@ -342,7 +354,7 @@ class AgglomerateWorker(_Worker):
         plan = self.plan
         start, shape = self._window(block, context=True)
         affs = as_3d_affs(_to_float(self._read(self.affs, start, shape)), self.dims)
-        fragments = self._3d(self._read(self.fragments, start, shape))
+        fragments = self._3d(self._read(self.fragments, start, shape).astype(np.uint64))
         with quiet_stdout():
             edges = agglomerate_block(
                 affs,
@@ -376,14 +388,14 @@ class RelabelWorker(_Worker):
         from engine.agglomerate import relabel
 
         start, shape = self._window(block, context=False)
-        fragments = self._read(self.fragments, start, shape)
+        fragments = self._read(self.fragments, start, shape).astype(np.uint64)
         for threshold, table in self.tables.items():
             write_window(
                 self.outputs[threshold],
                 self.plan.voxel_size,
                 self.plan.grid.offset,
                 start,
-                relabel(fragments, table),
+                relabel(fragments, table).astype(self.plan.dtype, copy=False),
             )
 
 
@@ -475,31 +487,34 @@ def run(run_dir: Path, overwrite: bool, events: EventWriter) -> int:
     )
     done = 0
     outputs, segments = [], {}
+    common: dict[str, Any] = {
+        "run_dir": run_dir,
+        "events": events,
+        "workers": workers,
+        "executor": spec.resources.executor,
+        "retries": predict.retries,
+        "timeout": predict.block_timeout or None,
+        "host": predict.scheduler_host if spec.resources.executor != "local" else "127.0.0.1",
+    }
     for plan in plans:
-        for stage in STAGES:
-            if stage == "relabel":
+        # Fragments and agglomeration as one pipeline: a block is agglomerated as soon as
+        # the fragments around it exist. Relabelling needs every edge first.
+        passes = [
+            [Stage(plan.task_id(s), _TARGETS[s], plan.output / TRACKING / s) for s in STAGES[:2]],
+            [Stage(plan.task_id(s), _TARGETS[s], plan.output / TRACKING / s) for s in STAGES[2:]],
+        ]
+        for stages in passes:
+            if stages[0].task_id.startswith("relabel"):
                 segments[plan.output.name] = write_luts(plan, config.segment.thresholds)
-            outcome = run_task(
-                task_id=plan.task_id(stage),
-                grid=plan.grid,
-                run_dir=run_dir,
-                events=events,
-                target=_TARGETS[stage],
-                tracking_dir=plan.output / TRACKING / stage,
-                workers=workers,
-                executor=spec.resources.executor,
-                retries=predict.retries,
-                timeout=predict.block_timeout or None,
-                host=predict.scheduler_host if spec.resources.executor != "local" else "127.0.0.1",
-                progress=(done, total),
-            )
+            outcome = run_stages(stages=stages, grid=plan.grid, progress=(done, total), **common)
+            names = "+".join(s.task_id.split("-")[0] for s in stages)
             if not outcome.ok:
-                raise EngineError(f"{plan.prediction.name}, {stage}: {outcome.error}")
+                raise EngineError(f"{plan.prediction.name}, {names}: {outcome.error}")
             done += outcome.total
             logger.info(
-                "%s %s: %d blocks in %.1f s",
+                "%s %s: %d block-steps in %.1f s",
                 plan.prediction.name,
-                stage,
+                names,
                 outcome.total,
                 outcome.seconds,
             )

@@ -18,7 +18,7 @@ from engine.metrics import score
 from engine.project import Project, init_project
 from engine.rundir import Resources, RunSpec, write_spec
 from engine.segment import dataset_name, segment_in_memory
-from engine.synth import synthesize
+from engine.synth import affinities_from_labels, synthesize
 
 ROOT = Path(__file__).resolve().parents[2]
 NEIGHBORHOOD = [[-1, 0, 0], [0, -1, 0], [0, 0, -1]]
@@ -32,17 +32,7 @@ def fake_prediction(folder: Path, shape: tuple[int, ...], seed: int = 5) -> Path
     voxel_size = [8] * dims
     raw, labels = synthesize(shape, voxel_size, seed=seed)
     write_volume(folder / "volume.zarr", raw, labels, voxel_size)
-    inner = np.ones(shape, dtype=bool)
-    for axis in range(dims):
-        a = [slice(None)] * dims
-        b = [slice(None)] * dims
-        a[axis], b[axis] = slice(1, None), slice(None, -1)
-        edge = labels[tuple(a)] != labels[tuple(b)]
-        inner[tuple(a)] &= ~edge
-        inner[tuple(b)] &= ~edge
-    rng = np.random.default_rng(seed)
-    affs = np.repeat(inner[None].astype(np.float32), dims, axis=0) * 0.8 + 0.1
-    affs = np.clip(affs + rng.normal(0, 0.08, affs.shape), 0, 1)
+    affs = affinities_from_labels(labels, seed=seed)
     prediction = folder / "prediction.zarr"
     create_array(prediction, "pred_affs", affs.shape, np.uint8, voxel_size, [0] * dims)[:] = (
         np.rint(affs * 255).astype(np.uint8)
