@@ -171,7 +171,13 @@ def serve(run_dir: Path, task_id: str, target: str) -> None:
 
     client = daisy.Client()
     log = _BlockLog(run_dir, task_id, client.worker_id)
-    log.write(type="worker", status="started", task=task_id, host=os.uname().nodename)
+    log.write(
+        type="worker",
+        status="started",
+        task=task_id,
+        host=os.uname().nodename,
+        gpu=os.environ.get("CUDA_VISIBLE_DEVICES") or None,
+    )
     process: BlockProcessor = _import_target(target)(run_dir, task_id)
     served = 0
     while True:
@@ -396,7 +402,10 @@ class _Relay:
         task = str(event.get("task"))
         with self.lock:
             if event.get("type") == "worker":
-                self.events.emit("worker", task=task, worker=worker, status=event.get("status"))
+                extra = {k: event[k] for k in ("host", "gpu", "blocks") if k in event}
+                self.events.emit(
+                    "worker", task=task, worker=worker, status=event.get("status"), **extra
+                )
                 return
             offset = tuple(event.get("offset") or ())
             status = str(event.get("status"))

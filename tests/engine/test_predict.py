@@ -60,7 +60,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Project:
 
 
 def _predict_run(
-    project: Project, name: str, volumes: list[str], workers: int = 2, **inputs: object
+    project: Project,
+    name: str,
+    volumes: list[str],
+    workers: int = 2,
+    gpus: tuple[int, ...] = (),
+    **inputs: object,
 ) -> Path:
     checkpoint = sorted((project.runs_dir / "train" / "checkpoints").glob("*.pt"))[-1]
     run_dir = project.runs_dir / name
@@ -76,7 +81,7 @@ def _predict_run(
                 "volumes": [str(project.split_dir("test") / v) for v in volumes],
                 **inputs,
             },
-            resources=Resources(workers=workers),
+            resources=Resources(workers=workers, gpus=list(gpus)),
         ),
     )
     return run_dir
@@ -273,3 +278,84 @@ def test_slurm_workers_predict_the_same(trained: Project, slurm: None) -> None:
     assert len(logs) == 2, "one Slurm job per worker"
     hosts = {e.get("worker") for e in _events(run_dir, "block") if e["status"] == "done"}
     assert hosts, "blocks were served by the Slurm jobs"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_type", ["LSD", "AFF", "ACLSD", "ACRLSD"])
+def test_every_model_type_predicts(tmp_path: Path, model_type: str) -> None:
+    project = init_project("m", "tiny", root=tmp_path)
+    config = cfg.from_preset(
+        "tiny",
+        {
+            "train": {
+                "model_type": model_type,
+                "iterations": 2,
+                "lsd_iterations": 1,
+                "augment": {"enabled": False},
+            },
+            "system": {"num_workers": 0},
+        },
+    )
+    project.save_config(config)
+    raw, labels = synthesize((60, 60, 60), config.data.voxel_size, seed=0)
+    write_volume(project.split_dir("train") / "a.zarr", raw, labels, config.data.voxel_size)
+    write_volume(project.split_dir("test") / "t.zarr", raw, labels, config.data.voxel_size)
+    train = project.runs_dir / "train"
+    write_spec(train, RunSpec(id="train", kind="train", project=str(project.path), config=config))
+    assert train_main([str(train)]) == 0
+    run_dir = _predict_run(project, "predict", ["t.zarr"], workers=1)
+    assert _predict(run_dir) == 0, (run_dir / "log.txt").read_text()[-3000:]
+    root = zarr.open_group(str(run_dir / "predictions" / "t.zarr"), mode="r")
+    expected = {"LSD": {LSDS}, "AFF": {AFFS}}.get(model_type, {LSDS, AFFS})
+    assert set(root.array_keys()) == expected
+    for name in expected:
+        data = root[name][:]
+        assert data.shape[1:] == (60, 60, 60)
+        assert data.shape[0] == (10 if name == LSDS else 3)
+        assert data.std() > 0
+
+
+def test_workers_get_their_gpu_and_the_scheduler_never_imports_torch(trained: Project) -> None:
+    # Reserved GPUs 3 and 5: worker i gets GPU i mod 2 (torch here is a CPU build, so the
+    # prediction itself runs on the CPU either way).
+    run_dir = _predict_run(trained, "gpus", ["small.zarr"], gpus=(3, 5))
+    probe = (
+        "import sys, engine.predict as p; code = p.main([sys.argv[1]]); "
+        "print('torch' in sys.modules, code)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(run_dir)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=300,
+    )
+    assert done.stdout.split()[-2:] == ["False", "0"], done.stderr[-3000:]
+    started = [e for e in _events(run_dir, "worker") if e["status"] == "started"]
+    assert {(e["worker"], e["gpu"]) for e in started} == {(0, "3"), (1, "5")}
+
+
+def test_cluster_command_lines() -> None:
+    from engine.blockwise import Cluster, WorkerSpec, cluster_command
+
+    command = ["python", "-m", "engine.blockwise", "/runs/r", "predict-a", "engine.predict:x"]
+    slurm = WorkerSpec(
+        "/runs/r", "predict-a", "engine.predict:x", "slurm", (0, 1),
+        Cluster("gpu", "02:00:00", "lab"),
+    )  # fmt: skip
+    line = cluster_command(slurm, 1, command, Path("/runs/r/workers/w.log"))
+    assert line[:2] == ["sbatch", "--parsable"]
+    for flag, value in [("--gres", "gpu:1"), ("--partition", "gpu"), ("--time", "02:00:00"),
+                        ("--account", "lab"), ("--output", "/runs/r/workers/w.log")]:  # fmt: skip
+        assert line[line.index(flag) + 1] == value
+    assert line[-2:] == ["--wrap", " ".join(command)]
+    lsf = WorkerSpec(
+        "/runs/r", "predict-a", "engine.predict:x", "lsf", (0,), Cluster("gpu", "01:30:00", "lab")
+    )
+    line = cluster_command(lsf, 0, command, Path("/runs/r/workers/w.log"))
+    assert line[:2] == ["bsub", "-K"]  # waits for the job, kills it when interrupted
+    for flag, value in [("-gpu", "num=1"), ("-q", "gpu"), ("-W", "1:30"), ("-P", "lab")]:
+        assert line[line.index(flag) + 1] == value
+    assert line[-1] == " ".join(command)
+    cpu = WorkerSpec("/runs/r", "predict-a", "engine.predict:x", "slurm", ())
+    assert "--gres" not in cluster_command(cpu, 0, command, Path("/w.log"))
