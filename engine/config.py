@@ -294,6 +294,11 @@ class SegmentConfig(_Section):
     fragments_in_xy: bool = Field(
         False, description="Extract fragments per section (anisotropic data)."
     )
+    fill_boundary: bool = Field(
+        False,
+        description="Grow fragments over boundary voxels too, so every voxel gets a segment "
+        "(for dense ground truth without boundaries).",
+    )
     min_seed_distance: PositiveInt = Field(
         10, description="Minimum distance in voxels between watershed seeds."
     )

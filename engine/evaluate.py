@@ -14,8 +14,12 @@ Writes, atomically, RUN_DIR/metrics.json:
                       "roi": {"offset": [nm], "shape": [nm]}, "voxels": N,
                       "per_threshold": [{"threshold", "dataset", "voi_split",
                                          "voi_merge", "voi", "arand"}, ...],
-                      "best": {...one of per_threshold...}}},
-   "per_threshold": [...over all volumes...], "best": {...}}
+                      "best": {...one of per_threshold...},
+                      "baselines": {"one_segment": {...}, "fragments": {...}}}},
+   "per_threshold": [...over all volumes...], "best": {...}, "baselines": {...}}
+
+The baselines are what a model must beat, on the same voxels: everything one segment,
+and the segment run's fragments without agglomeration (when its zarr holds them).
 
 and RUN_DIR/scores.png (VOI split, merge and adapted Rand error against threshold).
 "Over all volumes" weighs each volume by its scored (non-ignored) voxels: for VOI this is
@@ -61,6 +65,8 @@ logger = logging.getLogger(__name__)
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3
 METRICS_FILE, PLOT_FILE = lineage.METRICS_FILE, lineage.PLOT_FILE
 SEGMENTATION = re.compile(r"segmentation_(\d+(?:\.\d+)?)")
+# The segment run's fragments, before agglomeration: a baseline.
+FRAGMENTS = "fragments"
 
 
 class Interrupted(Exception):
@@ -183,6 +189,7 @@ class Evaluation:
             "volumes": volumes,
             "per_threshold": per_threshold,
             "best": best,
+            "baselines": combine_baselines(volumes),
         }
         self.stop.check()
         plot = plot_scores(self.run_dir / PLOT_FILE, per_threshold, best, volumes)
@@ -196,6 +203,7 @@ class Evaluation:
             "result",
             durable=True,
             **best,
+            baselines=metrics["baselines"],
             volumes=len(volumes),
             metrics=str(self.run_dir / METRICS_FILE),
             plot=str(plot) if plot else None,
@@ -315,12 +323,49 @@ def score_volume(target: _Target, stop: _StopFlag, tick: Callable[[], None]) -> 
         )
         tick()
     return {
+        "baselines": _baselines(target, roi, keep, kept_truth),
         "segmentation": str(target.segmentation),
         "source_volume": str(target.source),
         "roi": {"offset": list(roi.offset), "shape": list(roi.shape)},
         "voxels": voxels,
         "per_threshold": rows,
         "best": best_of(rows),
+    }
+
+
+def _baselines(
+    target: _Target, roi: Roi, keep: np.ndarray, truth: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """What a model has to beat, on the same voxels: everything one segment, and the
+    segment run's fragments without any agglomeration (when it kept them)."""
+    candidates = {"one_segment": np.ones(truth.shape, dtype=np.uint64)}
+    if (target.segmentation / FRAGMENTS).is_dir():
+        candidates["fragments"] = _open(target.segmentation, FRAGMENTS).read(roi)[keep]
+    found = {}
+    for name, segmentation in candidates.items():
+        scores = score(segmentation, truth, ignore_gt=())
+        found[name] = {
+            "voi_split": scores.voi_split,
+            "voi_merge": scores.voi_merge,
+            "voi": scores.voi,
+            "arand": scores.arand,
+        }
+    return found
+
+
+def combine_baselines(volumes: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """The baselines over all volumes, weighted by scored voxels (as `combine`)."""
+    weights = np.array([v["voxels"] for v in volumes.values()], dtype=np.float64)
+    weights /= weights.sum()
+    names = set.intersection(*(set(v["baselines"]) for v in volumes.values()))
+    return {
+        name: {
+            key: float(
+                sum(w * v["baselines"][name][key] for w, v in zip(weights, volumes.values()))
+            )
+            for key in ("voi_split", "voi_merge", "voi", "arand")
+        }
+        for name in sorted(names)
     }
 
 

@@ -33,6 +33,7 @@ def fragments_watershed(
     min_seed_distance: int,
     mask: np.ndarray | None = None,
     epsilon_agglomerate: float = 0.0,
+    fill_boundary: bool = False,
 ) -> tuple[np.ndarray, int]:
     """Seeded watershed on the distance to the boundary, as in the LSD paper.
 
@@ -47,6 +48,11 @@ def fragments_watershed(
     background; the distance is taken before masking, as in the paper, so the mask
     does not move the boundary. Every foreground voxel in the mask gets a fragment, and
     every fragment is connected.
+
+    With ``fill_boundary`` the fragments then grow over the boundary voxels too (a
+    watershed of the boundary map from them), so that every voxel inside ``mask`` gets a
+    fragment: for ground truth without boundaries (dense labels), where a 0 voxel would
+    count as one huge segment.
 
     With ``fragments_in_xy`` each z-section is segmented on its own, and ids are unique
     across sections (section after section). With ``epsilon_agglomerate > 0`` fragments
@@ -69,12 +75,14 @@ def fragments_watershed(
         n = 0
         for z in range(boundary.shape[0]):
             section_mask = None if foreground_mask is None else foreground_mask[z]
-            section, count = _watershed(boundary[z], section_mask, min_seed_distance)
+            section, count = _watershed(boundary[z], section_mask, min_seed_distance, fill_boundary)
             section[section != 0] += np.uint64(n)
             fragments[z] = section
             n += count
     else:
-        fragments, n = _watershed(affs[:3].mean(axis=0), foreground_mask, min_seed_distance)
+        fragments, n = _watershed(
+            affs[:3].mean(axis=0), foreground_mask, min_seed_distance, fill_boundary
+        )
 
     if epsilon_agglomerate > 0 and n > 0:
         fragments, n = _epsilon_agglomerate(affs, fragments, epsilon_agglomerate, fragments_in_xy)
@@ -165,7 +173,7 @@ def relabel_block(fragments: np.ndarray, block_index: int, block_voxels: int) ->
 
 
 def _watershed(
-    boundary: np.ndarray, mask: np.ndarray | None, min_seed_distance: int
+    boundary: np.ndarray, mask: np.ndarray | None, min_seed_distance: int, fill: bool = False
 ) -> tuple[np.ndarray, int]:
     """Seeded watershed of one 2D section or 3D volume; ids 1..n."""
     foreground = boundary > 0.5
@@ -181,6 +189,10 @@ def _watershed(
     # code floods across the boundary instead, which splits such a fragment in pieces.)
     unseeded, extra = ndimage.label(foreground & (labels == 0))
     labels[unseeded != 0] = unseeded[unseeded != 0] + n
+    if fill and n + extra > 0:
+        # Lowest affinity last: boundary voxels join the fragment they are closest to in
+        # affinity, not in distance.
+        labels = watershed(1.0 - boundary, markers=labels, mask=mask)
     return labels.astype(np.uint64), int(n + extra)
 
 

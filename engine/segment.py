@@ -231,6 +231,7 @@ def make_fragments(
         fragments_in_xy=segment.fragments_in_xy or config.data.dims == 2,
         min_seed_distance=segment.min_seed_distance,
         epsilon_agglomerate=segment.epsilon_agglomerate,
+        fill_boundary=segment.fill_boundary,
     )
     return fragments
 

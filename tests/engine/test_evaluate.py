@@ -136,6 +136,10 @@ def test_scores_each_threshold_on_the_overlap_and_picks_the_best(tmp_path: Path)
     # One volume: the overall scores are its own.
     assert metrics["per_threshold"] == volume["per_threshold"]
     assert volume["best"]["threshold"] == metrics["best"]["threshold"] == 0.1
+    # The one-segment baseline is the merged segmentation's score, on the same voxels.
+    one = metrics["baselines"]["one_segment"]
+    assert one == volume["baselines"]["one_segment"]
+    assert np.isclose(one["voi_merge"], merged["voi_merge"]) and one["voi_split"] == 0.0
 
     assert (run_dir / "scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     events, _ = read_events(run_dir / "events.jsonl")

@@ -105,6 +105,18 @@ def test_watershed_fragments_stay_inside_cells(toy: tuple[np.ndarray, np.ndarray
     assert best.sum() >= 0.97 * inside.sum()
 
 
+def test_fill_boundary_gives_every_voxel_a_fragment(toy: tuple[np.ndarray, np.ndarray]) -> None:
+    _, affs = toy
+    plain, n = fragments_watershed(affs, fragments_in_xy=False, min_seed_distance=5)
+    filled, m = fragments_watershed(
+        affs, fragments_in_xy=False, min_seed_distance=5, fill_boundary=True
+    )
+    assert (plain == 0).any() and not (filled == 0).any()
+    assert m == n
+    # Fragments only grow: every foreground voxel keeps its fragment.
+    assert np.array_equal(filled[plain != 0], plain[plain != 0])
+
+
 def test_larger_seed_distance_gives_fewer_fragments(toy: tuple[np.ndarray, np.ndarray]) -> None:
     _, affs = toy
     _, fine = fragments_watershed(affs, fragments_in_xy=False, min_seed_distance=2)
