@@ -99,7 +99,7 @@ def predict(
     if volumes:
         inputs["volumes"] = [_pathish(v) for v in volumes]
     overrides: dict[str, Any] = {"predict.executor": executor} if executor else {}
-    _start(proj, "predict", inputs, overrides, workers, gpus, local, detach)
+    start_run(proj, "predict", inputs, overrides, workers, gpus, local, detach)
 
 
 @guarded
@@ -144,7 +144,7 @@ def segment(
     inputs: dict[str, Any] = {}
     if from_run is not None:
         inputs["predict_run"] = _pathish(from_run) if "/" in from_run else from_run
-    _start(proj, "segment", inputs, overrides, workers, 0, local, detach)
+    start_run(proj, "segment", inputs, overrides, workers, 0, local, detach)
 
 
 @guarded
@@ -175,7 +175,7 @@ def evaluate(
     inputs: dict[str, Any] = {}
     if from_run is not None:
         inputs["segment_run"] = _pathish(from_run) if "/" in from_run else from_run
-    run_dir = _start(proj, "evaluate", inputs, {}, 1, 0, local, False, quiet=True)
+    run_dir = start_run(proj, "evaluate", inputs, {}, 1, 0, local, False, quiet=True)
     if run_dir is None:
         return
     metrics_path = run_dir / lineage.METRICS_FILE
@@ -259,7 +259,7 @@ _STOPPING = {
 }
 
 
-def _start(
+def start_run(
     proj: Project,
     kind: str,
     inputs: dict[str, Any],

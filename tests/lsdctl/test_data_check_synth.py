@@ -1,4 +1,4 @@
-"""`lsdctl data synth`, `lsdctl data check` and `lsdctl demo` on real zarr volumes."""
+"""`lsdctl data synth` and `lsdctl data check` on real zarr volumes."""
 
 from __future__ import annotations
 
@@ -80,13 +80,3 @@ def test_check_finds_unusable_training_volumes(cli: CliCaller, projects: Path) -
     assert report["nogt"]["usable"] and "not evaluated" in problems["nogt"]
     table = cli("data", "check", "--project", "p")
     assert table.exit_code == 1 and "unusable" in table.stdout
-
-
-def test_demo_runs_and_reuses(cli: CliCaller, projects: Path) -> None:
-    first = cli.ok("demo")
-    assert (projects / "demo/train/synth0.zarr").is_dir()
-    assert (projects / "demo/test/synth1.zarr").is_dir()
-    before = tree(projects)
-    second = cli.ok("demo")
-    assert "reusing" in second.stdout and "reusing" not in first.stdout.split("[2/3]")[1]
-    assert tree(projects) == before
