@@ -1,6 +1,6 @@
 """Blockwise segmentation against waterz on the whole volume in memory, same affinities.
 
-The data: a synthetic 96 x 256 x 256 label volume (8 nm, engine.synth) and affinities
+The data: a synthetic 128 x 384 x 384 label volume (8 nm, engine.synth) and affinities
 made from it as a network predicts them (`affinities_from_labels`: a boundary two voxels
 wide, noise), stored as a uint8 prediction. Both sides segment the same uint8
 affinities with the same settings (seeded watershed, hist_quant_75, thresholds 0.1 to
@@ -9,7 +9,7 @@ affinities with the same settings (seeded watershed, hist_quant_75, thresholds 0
 - whole volume: `engine.segment.segment_in_memory`, the affinities read into memory,
   fragments and waterz over all of it at once (single-threaded, as waterz is).
 - blockwise: `python -m engine.segment` with 2 local daisy workers, blocks of
-  48 x 128 x 128 with 4 x 8 x 8 voxels of context (8 blocks), every segmentation written
+  64 x 192 x 192 with 4 voxels of context on each side (8 blocks), every segmentation written
   to zarr.
 
 Run from the repository root: ``.venv/bin/python bench/segment.py``. The last line is
@@ -42,9 +42,9 @@ from engine.project import init_project  # noqa: E402
 from engine.rundir import Resources, RunSpec, write_spec  # noqa: E402
 from engine.synth import affinities_from_labels, synthesize  # noqa: E402
 
-SHAPE = (96, 256, 256)
-BLOCK = [48, 128, 128]
-CONTEXT = [4, 8, 8]
+SHAPE = (128, 384, 384)
+BLOCK = [64, 192, 192]
+CONTEXT = [4, 4, 4]
 WORKERS = 2
 
 _WHOLE = """
