@@ -65,6 +65,7 @@ class Cluster:
     partition: str = ""
     time_limit: str = ""
     account: str = ""
+    gpu: bool = True
     extra: tuple[str, ...] = ()
 
 
@@ -299,7 +300,7 @@ def cluster_command(spec: WorkerSpec, worker: int, command: list[str], log: Path
     if spec.executor == "slurm":
         line = ["sbatch", "--parsable", "--job-name", name, "--output", str(log)]
         line += ["--export", "ALL", "--chdir", spec.run_dir]
-        if spec.gpus:
+        if c.gpu:
             line += ["--gres", "gpu:1"]
         if c.partition:
             line += ["--partition", c.partition]
@@ -310,7 +311,7 @@ def cluster_command(spec: WorkerSpec, worker: int, command: list[str], log: Path
         return [*line, *c.extra, "--wrap", wrapped]
     if spec.executor == "lsf":
         line = ["bsub", "-K", "-J", name, "-o", str(log), "-cwd", spec.run_dir]
-        if spec.gpus:
+        if c.gpu:
             line += ["-gpu", "num=1"]
         if c.partition:
             line += ["-q", c.partition]

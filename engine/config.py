@@ -279,6 +279,11 @@ class PredictConfig(_Section):
         "127.0.0.1",
         description="Address daisy's scheduler listens on; cluster workers connect back to it.",
     )
+    cluster_gpu: bool = Field(
+        True,
+        description="Cluster workers ask for one GPU each (--gres=gpu:1, -gpu num=1); "
+        "false for CPU-only jobs.",
+    )
     partition: str = Field("", description="Slurm partition or LSF queue (empty: the default).")
     time_limit: str = Field("", description="Wall-time limit per cluster worker, e.g. '02:00:00'.")
     account: str = Field("", description="Cluster account or project to charge.")

@@ -331,6 +331,24 @@ def predict_in_process(run_dir: Path, device: str = "cpu") -> None:
 # ---- the scheduling side ---------------------------------------------------------------
 
 
+def visible_gpus() -> list[int]:
+    """The GPUs this process may use: CUDA_VISIBLE_DEVICES if set (empty: none), else
+    every GPU NVML counts; [] without an NVIDIA driver. torch is not imported for it."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [int(v) for v in listed.split(",") if v.strip().isdigit()]
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return list(range(pynvml.nvmlDeviceGetCount()))
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no driver (NVMLError_LibraryNotFound) or no GPU: the CPU
+        return []
+
+
 class _Interrupted(Exception):
     pass
 
@@ -359,13 +377,15 @@ def run(run_dir: Path, overwrite: bool, events: EventWriter) -> int:
     executor = spec.resources.executor if spec.resources.executor != "local" else predict.executor
     workers = spec.resources.workers if spec.resources.workers > 1 else predict.num_workers
     total = sum(p.grid.num_blocks for p in plans)
+    # Run by hand (no daemon reserved any): the GPUs this process may use, one a worker.
+    gpus = list(spec.resources.gpus) or (visible_gpus() if executor == "local" else [])
     logger.info(
         "predicting %d volume(s), %d blocks, with %d %s worker(s), GPUs %s, checkpoint %s",
         len(plans),
         total,
         workers,
         executor,
-        spec.resources.gpus or "none",
+        gpus or "none",
         checkpoint,
     )
     done = 0
@@ -380,11 +400,13 @@ def run(run_dir: Path, overwrite: bool, events: EventWriter) -> int:
             tracking_dir=plan.output / TRACKING,
             workers=workers,
             executor=executor,
-            gpus=spec.resources.gpus,
+            gpus=gpus,
             retries=predict.retries,
             timeout=predict.block_timeout or None,
             host=predict.scheduler_host if executor != "local" else "127.0.0.1",
-            cluster=Cluster(predict.partition, predict.time_limit, predict.account),
+            cluster=Cluster(
+                predict.partition, predict.time_limit, predict.account, predict.cluster_gpu
+            ),
             progress=(done, total),
         )
         outcomes.append(outcome)

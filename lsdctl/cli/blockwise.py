@@ -72,8 +72,8 @@ def predict(
         None,
         "--gpus",
         min=0,
-        help="GPUs the daemon reserves (default: 1 with the local executor, else 0). "
-        "--local uses the GPUs CUDA_VISIBLE_DEVICES shows.",
+        help="GPUs the daemon reserves (default: one per local worker, up to the machine's "
+        "count). --local uses the GPUs CUDA_VISIBLE_DEVICES shows.",
     ),
     local: bool = _LOCAL,
     detach: bool = _DETACH,
@@ -298,9 +298,9 @@ def start_run(
     # the daemon gets absolute paths, so it runs exactly what was shown.
     answer = resolve.prepare(request)
     _tell(kind, answer)
-    if gpus is None:
-        gpus = 1 if answer["resources"]["executor"] == "local" else 0
     with ensure_daemon() as client:
+        if gpus is None:
+            gpus = _default_gpus(client, kind, answer)
         run = client.submit(
             RunCreate(
                 kind=kind,  # type: ignore[arg-type]
@@ -319,6 +319,15 @@ def start_run(
         return None
     report_run(detail, quiet=quiet)
     return Path(detail.run_dir)
+
+
+def _default_gpus(client: Any, kind: str, answer: dict[str, Any]) -> int:
+    """One GPU per local predict worker, as many as the machine has; none elsewhere (the
+    CPU steps, and cluster workers, which get theirs from the cluster)."""
+    if kind != "predict" or answer["resources"]["executor"] != "local":
+        return 0
+    report = client.gpus()
+    return min(int(answer["resources"]["workers"]), len(report.gpus)) if report.available else 0
 
 
 def _tell(kind: str, answer: dict[str, Any]) -> None:

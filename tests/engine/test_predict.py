@@ -268,7 +268,10 @@ def slurm() -> None:
 def test_slurm_workers_predict_the_same(trained: Project, slurm: None) -> None:
     run_dir = _predict_run(trained, "slurm", ["small.zarr"])
     spec_path = run_dir / "run.toml"
-    spec_path.write_text(spec_path.read_text().replace('executor = "local"', 'executor = "slurm"'))
+    # The test cluster has no GPUs: CPU jobs.
+    text = spec_path.read_text().replace('executor = "local"', 'executor = "slurm"')
+    spec_path.write_text(text.replace("cluster_gpu = true", "cluster_gpu = false"))
+    assert not read_spec(run_dir).config.predict.cluster_gpu
     assert read_spec(run_dir).resources.executor == "slurm"
     assert _predict(run_dir) == 0, (run_dir / "log.txt").read_text()[-3000:]
     np.testing.assert_array_equal(
@@ -357,5 +360,5 @@ def test_cluster_command_lines() -> None:
     for flag, value in [("-gpu", "num=1"), ("-q", "gpu"), ("-W", "1:30"), ("-P", "lab")]:
         assert line[line.index(flag) + 1] == value
     assert line[-1] == " ".join(command)
-    cpu = WorkerSpec("/runs/r", "predict-a", "engine.predict:x", "slurm", ())
+    cpu = WorkerSpec("/runs/r", "predict-a", "engine.predict:x", "slurm", (), Cluster(gpu=False))
     assert "--gres" not in cluster_command(cpu, 0, command, Path("/w.log"))
