@@ -362,3 +362,33 @@ def test_cluster_command_lines() -> None:
     assert line[-1] == " ".join(command)
     cpu = WorkerSpec("/runs/r", "predict-a", "engine.predict:x", "slurm", (), Cluster(gpu=False))
     assert "--gres" not in cluster_command(cpu, 0, command, Path("/w.log"))
+
+
+def test_a_block_that_keeps_failing_stops_the_run_with_its_traceback(
+    trained: Project, tmp_path: Path
+) -> None:
+    # A volume whose raw has one corrupt chunk: the blocks reading it fail every time.
+    source = trained.split_dir("test") / "small.zarr"
+    broken = trained.split_dir("test") / "broken.zarr"
+    shutil.copytree(source, broken)
+    chunk = next(p for p in (broken / "raw").rglob("*") if p.is_file() and p.name == "0")
+    chunk.write_bytes(b"not a blosc chunk")
+    try:
+        run_dir = _predict_run(trained, "broken", ["broken.zarr"])
+        spec_path = run_dir / "run.toml"
+        spec_path.write_text(spec_path.read_text().replace("retries = 2", "retries = 1"))
+        start = time.monotonic()
+        assert _predict(run_dir) == 1
+        assert time.monotonic() - start < 120  # no endless respawning
+        (error,) = _events(run_dir, "error")
+        message = str(error["message"])
+        assert "failed 2 times" in message and "Traceback" in message
+        failed = [e for e in _events(run_dir, "block") if e["status"] == "failed"]
+        assert failed and all("Traceback" in str(e["error"]) for e in failed)
+        # Each block was tried twice (retries = 1), never more.
+        tries: dict[object, int] = {}
+        for event in failed:
+            tries[event["id"]] = tries.get(event["id"], 0) + 1
+        assert max(tries.values()) == 2
+    finally:
+        shutil.rmtree(broken)
