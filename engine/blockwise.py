@@ -18,6 +18,7 @@ and relayed by the scheduling process into `events.jsonl`, the run's single writ
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -209,8 +210,13 @@ def serve(run_dir: Path, task_id: str, target: str) -> None:
     log.write(type="worker", status="finished", task=task_id, blocks=served)
 
 
+STOPPING = "STOPPING"
+
+
 def _start_worker(spec: WorkerSpec, *, context: Any) -> None:
     """daisy's spawn function: runs in a fresh process daisy started for worker slot i."""
+    if (Path(spec.run_dir) / WORKERS_DIR / STOPPING).exists():
+        return  # the run is stopping: daisy replaced a worker it is ending
     worker = int(context["worker_id"])
     env_context = context.to_env()
     gpu = str(spec.gpus[worker % len(spec.gpus)]) if spec.gpus else ""
@@ -454,6 +460,93 @@ class _Relay:
             )
 
 
+class Interrupted(EngineError):
+    """`request_stop()` was called (a SIGTERM): the run stopped; finished blocks are kept."""
+
+
+_STOP = threading.Event()
+
+
+def request_stop() -> None:
+    """Stop the blockwise run in progress: its workers are ended, `run_stages` raises
+    Interrupted. Safe to call from a signal handler."""
+    _STOP.set()
+
+
+def _serve_until_done_or_stopped(
+    server: Any, pipeline: Any, relay: _Relay, host: str, run_dir: Path
+) -> tuple[Any, str | None]:
+    """daisy's server in a thread of its own: the main thread must stay in Python to see
+    signals (daisy's loop runs in Rust and would finish the whole run before a SIGTERM
+    handler got to run)."""
+    found: dict[str, Any] = {}
+
+    def serve() -> None:
+        try:
+            found["states"] = server.run_blockwise(
+                pipeline, progress=relay, host=host, summary=False
+            )
+        except RuntimeError as exc:  # daisy abandons a task whose workers keep dying
+            found["error"] = str(exc)
+        except BaseException as exc:  # surfaced in the main thread
+            found["raised"] = exc
+
+    thread = threading.Thread(target=serve, name="daisy-server", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        if _STOP.is_set():
+            (run_dir / WORKERS_DIR / STOPPING).touch()
+            # daisy may replace a worker while the others end: until none are left.
+            for _ in range(3):
+                _end_children()
+                if not _children():
+                    break
+            raise Interrupted("stopped by a signal: finished blocks are kept, run it again")
+        thread.join(0.2)
+    if "raised" in found:
+        raise found["raised"]
+    return found.get("states"), found.get("error")
+
+
+def _end_children(grace: float = 5.0) -> None:
+    """SIGTERM this process's children (the workers; a cluster worker's submitter cancels
+    its job on SIGTERM), then SIGKILL what is left after `grace` seconds."""
+    children = _children()
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_alive(p) for p in children):
+        time.sleep(0.1)
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _children() -> list[int]:
+    me = os.getpid()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 1 and int(fields[1]) == me:
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :].split()[0] not in ("Z", "X")
+
+
 def run_task(*, task_id: str, target: str, tracking_dir: Path, **kwargs: Any) -> Outcome:
     """Run one blockwise task (see `run_stages`)."""
     return run_stages(stages=[Stage(task_id, target, tracking_dir)], **kwargs)
@@ -491,6 +584,8 @@ def run_stages(
 
     run_dir = run_dir.resolve()
     daisy_logging.set_log_basedir(run_dir / WORKERS_DIR)
+    (run_dir / WORKERS_DIR).mkdir(parents=True, exist_ok=True)
+    (run_dir / WORKERS_DIR / STOPPING).unlink(missing_ok=True)
     context = Coordinate(grid.context)
     total = Roi(grid.offset, grid.extent).grow(context, context)
     block = Coordinate(grid.block)
@@ -542,11 +637,7 @@ def run_stages(
     start = time.monotonic()
     error: str | None = None
     try:
-        server = daisy.Server()
-        states = server.run_blockwise(pipeline, progress=relay, host=host, summary=False)
-    except RuntimeError as exc:  # daisy abandons a task whose workers keep dying
-        states = None
-        error = str(exc)
+        states, error = _serve_until_done_or_stopped(daisy.Server(), pipeline, relay, host, run_dir)
     finally:
         relay.stop()
     seconds = time.monotonic() - start

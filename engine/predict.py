@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.blockwise import Cluster, Grid, run_task
+from engine.blockwise import Cluster, Grid, Interrupted, request_stop, run_task
 from engine.config import ModelType, ProjectConfig
 from engine.data.volume import RAW, create_array, read_window, write_window
 from engine.errors import EngineError, InputError
@@ -349,12 +349,9 @@ def visible_gpus() -> list[int]:
         return []
 
 
-class _Interrupted(Exception):
-    pass
-
-
-def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
-    raise _Interrupted(signum)
+def _stop(signum: int, frame: FrameType | None) -> None:
+    # Ends the workers and makes run_stages raise Interrupted (see engine.blockwise).
+    request_stop()
 
 
 def run(run_dir: Path, overwrite: bool, events: EventWriter) -> int:
@@ -454,14 +451,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     events = EventWriter(run_dir / EVENTS_FILE)
     previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGTERM, _stop)
     try:
         return run(run_dir, args.overwrite, events)
     except InputError as exc:
         events.emit("error", durable=True, message=str(exc))
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_BAD_INPUT
-    except (_Interrupted, KeyboardInterrupt):
+    except (Interrupted, KeyboardInterrupt):
         # Finished blocks are recorded; the next start does the rest.
         events.emit("interrupted", durable=True, message="stopped by a signal; resumable")
         logger.info("interrupted: finished blocks are kept, start the run again to resume")
@@ -476,4 +473,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Not sys.exit: after an interruption daisy's server thread (Rust) may still run, and
+    # interpreter shutdown under it aborts the process (exit 134 instead of 3).
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

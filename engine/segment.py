@@ -26,6 +26,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -38,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.blockwise import Grid, Stage, run_stages
+from engine.blockwise import Grid, Interrupted, Stage, request_stop, run_stages
 from engine.config import ProjectConfig
 from engine.data.volume import create_array, read_window, write_window
 from engine.errors import EngineError, InputError
@@ -445,12 +446,9 @@ def write_luts(plan: SegmentPlan, thresholds: Sequence[float]) -> dict[float, in
 # ---- the scheduling side ---------------------------------------------------------------
 
 
-class _Interrupted(Exception):
-    pass
-
-
-def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
-    raise _Interrupted(signum)
+def _stop(signum: int, frame: FrameType | None) -> None:
+    # Ends the workers and makes run_stages raise Interrupted (see engine.blockwise).
+    request_stop()
 
 
 _TARGETS = {
@@ -547,14 +545,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     events = EventWriter(run_dir / EVENTS_FILE)
     previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGTERM, _stop)
     try:
         return run(run_dir, args.overwrite, events)
     except InputError as exc:
         events.emit("error", durable=True, message=str(exc))
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_BAD_INPUT
-    except (_Interrupted, KeyboardInterrupt):
+    except (Interrupted, KeyboardInterrupt):
         events.emit("interrupted", durable=True, message="stopped by a signal; resumable")
         return EXIT_INTERRUPTED
     except Exception as exc:
@@ -567,4 +565,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Not sys.exit: after an interruption daisy's server thread (Rust) may still run, and
+    # interpreter shutdown under it aborts the process (exit 134 instead of 3).
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

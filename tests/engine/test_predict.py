@@ -392,3 +392,29 @@ def test_a_block_that_keeps_failing_stops_the_run_with_its_traceback(
         assert max(tries.values()) == 2
     finally:
         shutil.rmtree(broken)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_run_at_once_and_it_resumes(trained: Project) -> None:
+    run_dir = _predict_run(trained, "sigterm", ["large.zarr"])
+    process = _start(run_dir)
+    _wait_for(lambda: _blocks_done(run_dir) >= 3)
+    process.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    assert process.wait(timeout=60) == 3  # interrupted, resumable
+    assert time.monotonic() - start < 15, "the run finished its blocks instead of stopping"
+    # A worker daisy started while the others ended exits at once on its own.
+    _wait_for(lambda: not [p for p in _worker_pids(process.pid) if _running(p)], timeout=10)
+    assert _events(run_dir, "interrupted")
+    assert _predict(run_dir) == 0
+    np.testing.assert_array_equal(
+        _outputs(run_dir, "large.zarr")[AFFS], _reference(trained, "large.zarr")[AFFS]
+    )
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
