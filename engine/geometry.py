@@ -68,8 +68,10 @@ class UNetGeometry:
                 raise GeometryError(
                     f"downsample factor {list(factor)} must have {dims} positive values"
                 )
-        for name, levels in (("kernel_size_down", self.kernel_size_down),
-                             ("kernel_size_up", self.kernel_size_up)):
+        for name, levels in (
+            ("kernel_size_down", self.kernel_size_down),
+            ("kernel_size_up", self.kernel_size_up),
+        ):
             for level in levels:
                 if not level:
                     raise GeometryError(f"{name} has a level without convolutions")
@@ -105,9 +107,7 @@ class UNetGeometry:
                 f"at level {level} the shape {list(shape)} is not divisible by the "
                 f"downsample factor {list(factor)}"
             )
-        below = self._forward(
-            tuple(s // f for s, f in zip(shape, factor, strict=False)), level + 1
-        )
+        below = self._forward(tuple(s // f for s, f in zip(shape, factor, strict=False)), level + 1)
         up = tuple(s * f for s, f in zip(below, factor, strict=False))
         kernels = self.kernel_size_up[level]
         if self.crop_to_factor:
@@ -167,9 +167,7 @@ def _convolve(shape: Shape, kernels: Sequence[Shape], where: str) -> Shape:
 
 def _crop_to_factor(shape: Shape, factor: Shape, kernels: Sequence[Shape]) -> Shape:
     conv_crop = [sum(k[d] - 1 for k in kernels) for d in range(len(shape))]
-    return tuple(
-        ((s - c) // f) * f + c for s, c, f in zip(shape, conv_crop, factor, strict=False)
-    )
+    return tuple(((s - c) // f) * f + c for s, c, f in zip(shape, conv_crop, factor, strict=False))
 
 
 # --- Inverse questions: which input gives (at least) an output, and two-stage models. ---

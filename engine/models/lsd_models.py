@@ -128,9 +128,7 @@ class AutoContextModel(LsdNetwork):
     autograd and keeps it in eval mode; load its weights through `stage1` first.
     """
 
-    def __init__(
-        self, stage1: SingleTaskModel, stage2: SingleTaskModel, include_raw: bool
-    ) -> None:
+    def __init__(self, stage1: SingleTaskModel, stage2: SingleTaskModel, include_raw: bool) -> None:
         super().__init__()
         expected = stage1.out_channels + (stage1.in_channels if include_raw else 0)
         if stage2.in_channels != expected:
@@ -222,9 +220,7 @@ def build_model(model_type: str, model: Any, dims: int, num_affinities: int) -> 
     have `dims` axes, or an input shape that does not fit.
     """
     if model_type not in MODEL_TYPES:
-        raise InputError(
-            f"unknown model type {model_type!r}; allowed: {', '.join(MODEL_TYPES)}"
-        )
+        raise InputError(f"unknown model type {model_type!r}; allowed: {', '.join(MODEL_TYPES)}")
     if num_affinities < 1:
         raise InputError(f"num_affinities must be at least 1, got {num_affinities}")
     num_lsds = num_lsd_channels(dims)

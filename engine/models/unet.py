@@ -76,8 +76,7 @@ class Upsample(nn.Module):
         dims = len(self.factor)
         self.up: nn.Module
         if constant:
-            self.up = nn.Upsample(scale_factor=tuple(float(f) for f in self.factor),
-                                  mode="nearest")
+            self.up = nn.Upsample(scale_factor=tuple(float(f) for f in self.factor), mode="nearest")
         else:
             self.up = _CONV_TRANSPOSED[dims](
                 channels, channels, kernel_size=self.factor, stride=self.factor
@@ -158,8 +157,11 @@ class UNet(nn.Module):
         self.crop_factors = self.geometry.crop_factors()
 
         self.down = nn.ModuleList(
-            ConvPass(in_channels if level == 0 else fmaps[level - 1], fmaps[level],
-                     self.geometry.kernel_size_down[level])
+            ConvPass(
+                in_channels if level == 0 else fmaps[level - 1],
+                fmaps[level],
+                self.geometry.kernel_size_down[level],
+            )
             for level in range(levels)
         )
         self.pool = nn.ModuleList(
@@ -169,16 +171,20 @@ class UNet(nn.Module):
         # Up-path modules are indexed [head][level], level 0 being the finest.
         self.upsample = nn.ModuleList(
             nn.ModuleList(
-                Upsample(self.geometry.downsample_factors[level], fmaps[level + 1],
-                         constant_upsample)
+                Upsample(
+                    self.geometry.downsample_factors[level], fmaps[level + 1], constant_upsample
+                )
                 for level in range(levels - 1)
             )
             for _ in range(num_heads)
         )
         self.up = nn.ModuleList(
             nn.ModuleList(
-                ConvPass(fmaps[level] + fmaps[level + 1], fmaps[level],
-                         self.geometry.kernel_size_up[level])
+                ConvPass(
+                    fmaps[level] + fmaps[level + 1],
+                    fmaps[level],
+                    self.geometry.kernel_size_up[level],
+                )
                 for level in range(levels - 1)
             )
             for _ in range(num_heads)
@@ -201,7 +207,7 @@ class UNet(nn.Module):
         for level, pool in enumerate(self.pool):
             x = self.down[level](x)
             factor = self.geometry.downsample_factors[level]
-            spatial = x.shape[-self.dims:]
+            spatial = x.shape[-self.dims :]
             if any(s % f for s, f in zip(spatial, factor, strict=True)):
                 raise InputError(
                     f"at level {level} the shape {list(spatial)} is not divisible by the "
@@ -219,18 +225,19 @@ class UNet(nn.Module):
             x = self.upsample[head][level](x)
             kernels = self.geometry.kernel_size_up[level]
             if self.crop_to_factor:
-                target = _factor_crop_shape(x.shape[-self.dims:], self.crop_factors[level],
-                                            kernels)
+                target = _factor_crop_shape(
+                    x.shape[-self.dims :], self.crop_factors[level], kernels
+                )
                 if min(target) < 1:
                     raise InputError(f"the input is too small: nothing is left at level {level}")
                 x = center_crop(x, target)
             skip = skips[level]
-            spatial = zip(x.shape[-self.dims:], skip.shape[-self.dims:], strict=True)
+            spatial = zip(x.shape[-self.dims :], skip.shape[-self.dims :], strict=True)
             if any(u > s for u, s in spatial):
                 raise InputError(
                     f"at level {level} the skip connection is smaller than the upsampled path"
                 )
-            x = self.up[head][level](torch.cat([center_crop(skip, x.shape[-self.dims:]), x], 1))
+            x = self.up[head][level](torch.cat([center_crop(skip, x.shape[-self.dims :]), x], 1))
         return x
 
 
