@@ -26,6 +26,8 @@ from daemon.gpus import Gpus
 from daemon.paths import DaemonPaths
 from daemon.scheduler import Scheduler
 from daemon.schemas import (
+    BlockMap,
+    Checkpoints,
     ErrorBody,
     GpuInfo,
     GpuProcess,
@@ -40,7 +42,14 @@ from daemon.schemas import (
     RunState,
 )
 from daemon.store import Store
-from daemon.views import metric_point, run_detail, run_infos, when
+from daemon.views import (
+    block_map,
+    checkpoints,
+    metric_point,
+    run_detail,
+    run_infos,
+    when,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +193,22 @@ def create_app(state: DaemonState, lifespan: Any = None) -> FastAPI:
             assert run.seq is not None
             rows = store.metrics(session, run.seq, name, since_step, limit)
             return Metrics(run=run.id, points=[metric_point(r) for r in rows])
+
+    @app.get("/v1/runs/{run_id}/blocks", response_model=BlockMap)
+    async def blocks(
+        run_id: str, task: Annotated[str | None, Query(max_length=4096)] = None
+    ) -> BlockMap:
+        """The block grid of each blockwise task of the run, with every started block's
+        state (pending blocks are the rest) and the error of each failed one."""
+        with store.session() as session:
+            return block_map(store, session, scheduler.get_run(session, run_id), task)
+
+    @app.get("/v1/runs/{run_id}/checkpoints", response_model=Checkpoints)
+    async def list_checkpoints(run_id: str) -> Checkpoints:
+        """The checkpoints kept in the run directory, oldest first."""
+        with store.session() as session:
+            run = scheduler.get_run(session, run_id)
+        return checkpoints(run)
 
     @app.get("/v1/runs/{run_id}/log", response_model=LogChunk)
     async def log(run_id: str, offset: Annotated[int, Query(ge=0, le=2**62)] = 0) -> LogChunk:

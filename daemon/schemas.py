@@ -95,6 +95,9 @@ class RunInfo(_Wire):
     latest_loss: float | None
     latest_step: int | None
     eta_s: float | None
+    rate: float | None = Field(
+        None, description="Progress units (iterations, blocks) per second, when known."
+    )
     parent: str | None
     after: list[str]
     run_dir: str
@@ -141,6 +144,51 @@ class LogChunk(_Wire):
     next_offset: int
     text: str
     finished: bool = Field(description="The run is over: no more text will come.")
+
+
+class BlockState(_Wire):
+    """One block that has been started at least once (the others are pending)."""
+
+    index: int = Field(description="Row-major index over the task's grid.")
+    grid: list[int] = Field(description="Position in the grid, z first.")
+    status: str = Field(description="running, done or failed (the latest event).")
+    worker: str | None
+    t: float | None = Field(description="Unix time of the latest event.")
+    seconds: float | None = Field(None, description="How long the block took (done only).")
+    error: str | None = Field(None, description="The traceback of its last failure.")
+
+
+class BlockTask(_Wire):
+    """One blockwise task of a run and its grid: predict-VOL, fragments-VOL, …"""
+
+    task: str
+    shape: list[int] = Field(description="Blocks per axis, z first.")
+    total: int
+    block: list[int] = Field(description="Block shape in voxels.")
+    offset: list[int]
+    counts: dict[str, int] = Field(description="Blocks by status, pending included.")
+    blocks: list[BlockState]
+
+
+class BlockMap(_Wire):
+    """GET /v1/runs/{id}/blocks: every task's grid with the state of each started block."""
+
+    run: str
+    tasks: list[BlockTask]
+
+
+class CheckpointInfo(_Wire):
+    iteration: int
+    path: str
+    size_bytes: int
+    modified: datetime
+
+
+class Checkpoints(_Wire):
+    """GET /v1/runs/{id}/checkpoints: the checkpoints in the run directory, oldest first."""
+
+    run: str
+    checkpoints: list[CheckpointInfo]
 
 
 class Health(_Wire):

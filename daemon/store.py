@@ -20,6 +20,8 @@ from daemon.errors import DaemonError
 from daemon.tables import (
     SCHEMA_VERSION,
     AttemptRow,
+    BlockGridRow,
+    BlockRow,
     DependencyRow,
     GpuReservationRow,
     MetricRow,
@@ -33,7 +35,20 @@ logger = logging.getLogger(__name__)
 
 # MIGRATIONS[v] brings a database from version v to v + 1. A new database is created at
 # SCHEMA_VERSION directly from the tables; an older one runs the steps it lacks.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+
+
+def _blocks_with_grid(conn: Connection) -> None:
+    """1 → 2: blocks know their task, grid position and error; block grids get a table."""
+    present = {row[1] for row in conn.execute(text("PRAGMA table_info(block)"))}
+    for column, kind in (("task", "VARCHAR"), ("grid", "VARCHAR"), ("error", "VARCHAR")):
+        if column not in present:
+            conn.execute(text(f"ALTER TABLE block ADD COLUMN {column} {kind}"))
+    if "seconds" not in present:
+        conn.execute(text("ALTER TABLE block ADD COLUMN seconds FLOAT"))
+    BlockGridRow.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _blocks_with_grid}
 
 
 class StoreError(DaemonError):
@@ -232,6 +247,20 @@ class Store:
             if row is not None:
                 latest.append(row)
         return latest
+
+    # ---- blocks -------------------------------------------------------------------------
+    def block_grids(self, session: Session, run_seq: int) -> Sequence[BlockGridRow]:
+        return session.exec(
+            select(BlockGridRow)
+            .where(BlockGridRow.run_seq == run_seq)
+            .order_by(col(BlockGridRow.t), col(BlockGridRow.task))
+        ).all()
+
+    def blocks(self, session: Session, run_seq: int, task: str | None = None) -> Sequence[BlockRow]:
+        query = select(BlockRow).where(BlockRow.run_seq == run_seq)
+        if task is not None:
+            query = query.where(BlockRow.task == task)
+        return session.exec(query).all()
 
     # ---- GPU reservations --------------------------------------------------------------
     def reserve(self, session: Session, run_seq: int, gpus: Iterable[int], shared: bool) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class SchemaVersionRow(SQLModel, table=True):
@@ -122,12 +122,33 @@ class MetricRow(SQLModel, table=True):
 
 
 class BlockRow(SQLModel, table=True):
+    """The latest state of one block of a blockwise run (`block` events)."""
+
     __tablename__ = "block"
 
     run_seq: int = Field(primary_key=True, foreign_key="run.seq")
-    block_id: str = Field(primary_key=True)
+    block_id: str = Field(primary_key=True)  # "TASK:INDEX", INDEX row-major over the grid
     status: str
     worker: str | None = None
+    t: float | None = None
+    # Schema 2: where the block lies, and why it last failed (kept until it is done).
+    task: str | None = None
+    grid: str | None = None  # comma-separated grid position, z first
+    error: str | None = None
+    seconds: float | None = None
+
+
+class BlockGridRow(SQLModel, table=True):
+    """The block grid of one task of a blockwise run (`blockgrid` events; schema 2)."""
+
+    __tablename__ = "blockgrid"
+
+    run_seq: int = Field(primary_key=True, foreign_key="run.seq")
+    task: str = Field(primary_key=True)
+    shape: str  # comma-separated blocks per axis, z first
+    total: int
+    block: str = ""  # comma-separated block shape in voxels
+    offset: str = ""  # comma-separated offset of the grid in voxels
     t: float | None = None
 
 

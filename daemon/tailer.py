@@ -15,7 +15,7 @@ from typing import Any
 from sqlmodel import Session
 
 from daemon.store import Store
-from daemon.tables import BlockRow, RunRow
+from daemon.tables import BlockGridRow, BlockRow, RunRow
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,7 @@ class Tailer:
     def _apply(self, session: Session, run: RunRow, events: list[dict[str, Any]]) -> None:
         assert run.seq is not None
         metrics: list[dict[str, Any]] = []
+        blocks: dict[str, BlockRow] = {}  # this batch's rows, not yet flushed
         for event in events:
             kind = event.get("type")
             try:
@@ -96,12 +97,16 @@ class Tailer:
                 elif kind == "error":
                     run.error = str(event.get("message"))[:4000]
                 elif kind == "block":
+                    self._block(session, run.seq, event, blocks)
+                elif kind == "blockgrid":
                     session.merge(
-                        BlockRow(
+                        BlockGridRow(
                             run_seq=run.seq,
-                            block_id=str(event.get("id")),
-                            status=str(event.get("status")),
-                            worker=None if event.get("worker") is None else str(event["worker"]),
+                            task=str(event["task"]),
+                            shape=_csv(event["shape"]),
+                            total=int(event["total"]),
+                            block=_csv(event.get("block") or []),
+                            offset=_csv(event.get("offset") or []),
                             t=_float(event.get("t")),
                         )
                     )
@@ -109,6 +114,29 @@ class Tailer:
                 logger.warning("run %s: skipped malformed event %r (%s)", run.id, event, exc)
         self.store.add_metrics(session, metrics)
         session.add(run)
+
+    @staticmethod
+    def _block(
+        session: Session, run_seq: int, event: dict[str, Any], batch: dict[str, BlockRow]
+    ) -> None:
+        block_id, status = str(event.get("id")), str(event.get("status"))
+        row = batch.get(block_id) or session.get(BlockRow, (run_seq, block_id))
+        if row is None:
+            row = BlockRow(run_seq=run_seq, block_id=block_id, status=status)
+        batch[block_id] = row
+        task = event.get("task")
+        row.task = str(task) if task is not None else block_id.rpartition(":")[0] or None
+        if event.get("grid") is not None:
+            row.grid = _csv(event["grid"])
+        row.status = status
+        row.worker = None if event.get("worker") is None else str(event["worker"])
+        row.t = _float(event.get("t"))
+        if status == "failed":
+            row.error = str(event.get("error") or "")[-4000:]
+        elif status == "done":
+            # A retried block that succeeded has no error any more.
+            row.error, row.seconds = None, _float(event.get("seconds"))
+        session.add(row)
 
     def _metric(self, run: RunRow, event: dict[str, Any], out: list[dict[str, Any]]) -> None:
         assert run.seq is not None
@@ -140,6 +168,10 @@ class Tailer:
             run.progress_t0, run.progress_done0 = t, done
         elif t > run.progress_t0 and done > run.progress_done0:
             run.rate = (done - run.progress_done0) / (t - run.progress_t0)
+
+
+def _csv(values: Any) -> str:
+    return ",".join(str(int(v)) for v in values)
 
 
 def _float(value: Any) -> float | None:

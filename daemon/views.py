@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session
 
-from daemon.schemas import Attempt, MetricPoint, RunDetail, RunInfo, RunState
+from daemon.schemas import (
+    Attempt,
+    BlockMap,
+    BlockState,
+    BlockTask,
+    CheckpointInfo,
+    Checkpoints,
+    MetricPoint,
+    RunDetail,
+    RunInfo,
+    RunState,
+)
 from daemon.store import Store
-from daemon.tables import AttemptRow, MetricRow, ProjectRow, RunRow
+from daemon.tables import AttemptRow, BlockGridRow, BlockRow, MetricRow, ProjectRow, RunRow
+
+# engine.checkpoints names them so; the daemon reads the run directory, not engine code.
+_CHECKPOINT = re.compile(r"checkpoint_(\d+)\.pt")
+_STATUSES = ("pending", "running", "done", "failed")
 
 
 def when(t: float | None) -> datetime | None:
@@ -52,6 +69,7 @@ def run_info(run: RunRow, project: ProjectRow, after: list[str]) -> RunInfo:
         latest_loss=run.latest_loss,
         latest_step=run.latest_step,
         eta_s=_eta(run),
+        rate=run.rate,
         parent=run.parent,
         after=after,
         run_dir=run.run_dir,
@@ -98,3 +116,93 @@ def run_detail(store: Store, session: Session, run: RunRow) -> RunDetail:
         last_checkpoint=run.last_checkpoint,
         result=loads(run.result_json) or None,
     )
+
+
+def _position(index: int, shape: list[int]) -> list[int]:
+    """Row-major grid position of `index` (what the engine numbers blocks by)."""
+    position = []
+    for size in reversed(shape):
+        index, rest = divmod(index, max(size, 1))
+        position.append(rest)
+    return position[::-1]
+
+
+def _block_state(row: BlockRow, shape: list[int]) -> BlockState | None:
+    try:
+        index = int(row.block_id.rpartition(":")[2])
+    except ValueError:
+        return None
+    return BlockState(
+        index=index,
+        grid=indices(row.grid) if row.grid else _position(index, shape),
+        status=row.status,
+        worker=row.worker,
+        t=row.t,
+        seconds=row.seconds,
+        error=row.error,
+    )
+
+
+def block_map(store: Store, session: Session, run: RunRow, task: str | None) -> BlockMap:
+    """Each task's grid with its started blocks; tasks without a grid event come last."""
+    assert run.seq is not None
+    grids: dict[str, BlockGridRow] = {g.task: g for g in store.block_grids(session, run.seq)}
+    by_task: dict[str, list[BlockRow]] = {}
+    for row in store.blocks(session, run.seq, task):
+        name = row.task if row.task is not None else row.block_id.rpartition(":")[0]
+        by_task.setdefault(name, []).append(row)
+    names = [n for n in grids if task is None or n == task]
+    names += sorted(n for n in by_task if n not in grids)
+    tasks = []
+    for name in names:
+        grid = grids.get(name)
+        shape = indices(grid.shape) if grid else []
+        states = [
+            s for s in (_block_state(r, shape) for r in by_task.get(name, [])) if s is not None
+        ]
+        states.sort(key=lambda s: s.index)
+        total = grid.total if grid else len(states)
+        counts = dict.fromkeys(_STATUSES, 0)
+        for state in states:
+            counts[state.status] = counts.get(state.status, 0) + 1
+        counts["pending"] = max(total - len(states), 0)
+        tasks.append(
+            BlockTask(
+                task=name,
+                shape=shape,
+                total=total,
+                block=indices(grid.block) if grid else [],
+                offset=indices(grid.offset) if grid else [],
+                counts=counts,
+                blocks=states,
+            )
+        )
+    return BlockMap(run=run.id, tasks=tasks)
+
+
+def checkpoints(run: RunRow) -> Checkpoints:
+    """The complete checkpoints in RUN_DIR/checkpoints (temporary files are not listed)."""
+    folder = Path(run.run_dir) / "checkpoints"
+    found = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        entries = []
+    for path in entries:
+        match = _CHECKPOINT.fullmatch(path.name)
+        if match is None:
+            continue
+        try:
+            stat = path.stat()
+        except OSError:
+            continue  # removed meanwhile (only the newest few are kept)
+        found.append(
+            CheckpointInfo(
+                iteration=int(match.group(1)),
+                path=str(path),
+                size_bytes=stat.st_size,
+                modified=when(stat.st_mtime),  # type: ignore[arg-type]
+            )
+        )
+    found.sort(key=lambda c: c.iteration)
+    return Checkpoints(run=run.id, checkpoints=found)

@@ -21,6 +21,8 @@ from pydantic import BaseModel, TypeAdapter
 
 from daemon.paths import DaemonPaths
 from daemon.schemas import (
+    BlockMap,
+    Checkpoints,
     GpuReport,
     Health,
     LogChunk,
@@ -171,6 +173,14 @@ class DaemonClient:
             self._call("GET", f"/runs/{_id(run_id)}/log", params={"offset": offset})
         )
 
+    def blocks(self, run_id: str, task: str | None = None) -> BlockMap:
+        return BlockMap.model_validate(
+            self._call("GET", f"/runs/{_id(run_id)}/blocks", params=_params(task=task))
+        )
+
+    def checkpoints(self, run_id: str) -> Checkpoints:
+        return Checkpoints.model_validate(self._call("GET", f"/runs/{_id(run_id)}/checkpoints"))
+
     def cancel(self, run_id: str) -> RunInfo:
         return RunInfo.model_validate(self._call("POST", f"/runs/{_id(run_id)}/cancel"))
 
@@ -238,6 +248,22 @@ class AsyncDaemonClient:
         return LogChunk.model_validate(
             await self._call("GET", f"/runs/{_id(run_id)}/log", params={"offset": offset})
         )
+
+    async def blocks(self, run_id: str, task: str | None = None) -> BlockMap:
+        return BlockMap.model_validate(
+            await self._call("GET", f"/runs/{_id(run_id)}/blocks", params=_params(task=task))
+        )
+
+    async def checkpoints(self, run_id: str) -> Checkpoints:
+        return Checkpoints.model_validate(
+            await self._call("GET", f"/runs/{_id(run_id)}/checkpoints")
+        )
+
+    async def submit(self, request: RunCreate) -> RunInfo:
+        return RunInfo.model_validate(await self._call("POST", "/runs", json=_dump(request)))
+
+    async def release(self, run_id: str) -> RunInfo:
+        return RunInfo.model_validate(await self._call("POST", f"/runs/{_id(run_id)}/release"))
 
     async def cancel(self, run_id: str) -> RunInfo:
         return RunInfo.model_validate(await self._call("POST", f"/runs/{_id(run_id)}/cancel"))

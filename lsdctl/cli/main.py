@@ -18,6 +18,7 @@ from lsdctl.cli import gpus as gpus_cli
 from lsdctl.cli import project as project_cli
 from lsdctl.cli import runs as runs_cli
 from lsdctl.cli import train as train_cli
+from lsdctl.cli import tui as tui_cli
 
 # typer 0.29 vendors click; its exception classes are reachable through the public ones.
 _ClickException: type[Exception] = next(
@@ -85,6 +86,7 @@ app.command("resume")(runs_cli.resume)
 app.command("gpus")(gpus_cli.gpus)
 app.add_typer(daemon_cli.app, name="daemon")
 app.command("demo")(demo_cli.demo)
+app.command("tui")(tui_cli.tui)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,162 @@
+"""Run detail on seeded history: the loss curve with smoothing and min/last, throughput
+and ETA, the block map (keys and mouse, a failed block's error), the tabs, the resolved
+config and the checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Static, TabbedContent
+
+from lsdctl.tui import LsdctlApp
+from lsdctl.tui.messages import RunSelected
+from lsdctl.tui.screens import RunDetailScreen
+from lsdctl.tui.widgets import BlockMap, LossChart
+from tests.lsdctl.tui.conftest import SIZE, app_for, screen_text, showing, until
+from tests.lsdctl.tui.seed import (
+    BLOCK_ERROR,
+    EVALUATE_DONE,
+    PREDICT_RUNNING,
+    SEGMENT_FAILED,
+    TRAIN_DONE,
+    TRAIN_RUNNING,
+    Seeded,
+    loss_curve,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+def _text(screen: RunDetailScreen, selector: str) -> str:
+    return str(screen.query_one(selector, Static).render())
+
+
+async def _open(
+    app: LsdctlApp, pilot: Pilot[None], run_id: str, tab: str = "overview", loaded: bool = True
+) -> RunDetailScreen:
+    app.post_message(RunSelected(run_id, tab))
+    await until(pilot, lambda: isinstance(app.screen, RunDetailScreen))
+    screen = app.screen
+    assert isinstance(screen, RunDetailScreen)
+    if loaded:
+        await until(pilot, lambda: screen.loaded)
+    return screen
+
+
+async def test_a_train_run_shows_its_loss_curve_throughput_eta_config_and_checkpoints(
+    seeded: Seeded,
+) -> None:
+    app = app_for(seeded.daemon)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _open(app, pilot, TRAIN_RUNNING)
+        chart = screen.query_one(LossChart)
+        curve = loss_curve(3400, 20, seed=1.0)
+        assert chart.count == len(curve)
+        last, lowest, at = chart.summary()  # type: ignore[misc]
+        assert last == pytest.approx(curve[-1][1])
+        assert (lowest, at) == min((v, s) for s, v in curve)
+        await pilot.pause()
+        text = screen_text(app)
+        assert "34%  3400/10000  ETA 8:48  throughput 12.5 it/s" in text
+        assert f"last {last:.4f}" in text and f"min {lowest:.4f} @ {at}" in text
+        assert "smoothing 0.60" in text
+        await pilot.press("plus", "plus")
+        assert chart.smoothing == 0.8
+        await pilot.press(*["minus"] * 9)
+        assert chart.smoothing == 0.0  # never below none
+        await pilot.pause()
+        await showing(pilot, app, "smoothing 0.00")
+        # The log tail under the curve.
+        await showing(pilot, app, f"{TRAIN_RUNNING}: line 30 of the log")
+
+        await pilot.press("C")
+        assert screen.query_one("#tabs", TabbedContent).active == "config"
+        config = _text(screen, "#config-text")
+        assert "[model]" in config and "input_shape = [20, 20, 20]" in config
+        assert "# inputs" in config and "train/synth0.zarr" in config
+        await pilot.press("K")
+        assert screen.query_one("#tabs", TabbedContent).active == "checkpoints"
+        assert screen.query_one("#checkpoint-table", DataTable).row_count == 0  # none yet
+        await pilot.press("l")
+        assert screen.query_one("#tabs", TabbedContent).active == "log"
+        await pilot.press("o")
+        assert screen.query_one("#tabs", TabbedContent).active == "overview"
+
+        await pilot.press("escape")
+        done = await _open(app, pilot, TRAIN_DONE, tab="checkpoints")
+        table = done.query_one("#checkpoint-table", DataTable)
+        assert [table.get_row_at(i)[:3] for i in range(table.row_count)] == [
+            ["6000", "checkpoint_00006000.pt", "12.0 KiB"],
+            ["4000", "checkpoint_00004000.pt", "8.0 KiB"],
+            ["2000", "checkpoint_00002000.pt", "4.0 KiB"],
+        ]
+
+
+async def test_the_block_map_colours_blocks_and_shows_the_error_of_a_failed_one(
+    seeded: Seeded,
+) -> None:
+    app = app_for(seeded.daemon)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _open(app, pilot, PREDICT_RUNNING)
+        blocks = screen.query_one(BlockMap)
+        await until(pilot, lambda: blocks.has_focus)
+        assert [t.task for t in blocks.tasks] == ["predict-synth0", "predict-synth1"]
+        task = blocks.current_task
+        assert task is not None
+        assert task.counts == {"pending": 5, "running": 2, "done": 16, "failed": 1}
+        await pilot.pause()
+        text = screen_text(app)
+        assert "░ pending 5  ▒ running 2  █ done 16  X failed 1" in text
+        assert "0.8 blocks/s" in text and "31/48" in text and "ETA 0:21" in text
+
+        # Keys: f jumps to the failed block, whose traceback shows beside the map.
+        await pilot.press("f")
+        assert blocks.cursor == (0, 1, 3)
+        await pilot.pause()
+        info = _text(screen, "#block-info")
+        assert "predict-synth0:7" in info and "failed" in info
+        assert BLOCK_ERROR.splitlines()[-1] in info
+        await pilot.press("right_square_bracket")  # the next z slice
+        assert blocks.cursor == (1, 1, 3)
+        await pilot.press("left", "up")
+        assert blocks.cursor == (1, 0, 2)
+        await pilot.pause()
+        assert "predict-synth0:14" in _text(screen, "#block-info")  # 12 + 0*4 + 2
+        assert "done · worker 0 · 1.25 s" in _text(screen, "#block-info")
+        await pilot.press("down")
+        await pilot.pause()
+        assert "predict-synth0:18" in _text(screen, "#block-info")
+        assert "running" in _text(screen, "#block-info")
+        await pilot.press("down", "right")
+        await pilot.pause()
+        assert "predict-synth0:23" in _text(screen, "#block-info")
+        assert "pending" in _text(screen, "#block-info")
+        await pilot.press("t")  # the second task
+        assert blocks.current_task is not None
+        assert blocks.current_task.task == "predict-synth1"
+        # The mouse: a click on a cell selects it (z 0 starts at column 0, row 2).
+        await pilot.click(BlockMap, offset=(2, 3))  # x 1, y 1 of slice z 0
+        assert blocks.cursor == (0, 1, 1)
+        await pilot.pause()
+        assert "predict-synth1:5" in _text(screen, "#block-info")
+
+
+async def test_a_failed_segment_run_says_why_and_an_evaluation_shows_its_result(
+    seeded: Seeded,
+) -> None:
+    app = app_for(seeded.daemon)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _open(app, pilot, SEGMENT_FAILED)
+        await pilot.pause()
+        assert "block fragments-synth0:7 failed 3 times" in _text(screen, "#summary")
+        await pilot.press("f")
+        await pilot.pause()
+        assert BLOCK_ERROR.splitlines()[-1] in _text(screen, "#block-info")
+        await pilot.press("escape")
+        evaluation = await _open(app, pilot, EVALUATE_DONE)
+        assert evaluation.has_class("-other")
+        assert '"voi_split": 0.31' in _text(evaluation, "#result")
+        await pilot.press("escape")
+        missing = await _open(app, pilot, "train-20000101-000000-dead", loaded=False)
+        await until(pilot, lambda: "no run" in _text(missing, "#summary"))
+        assert app.daemon_error is None  # a missing run is not a missing daemon
