@@ -27,8 +27,10 @@ lint: $(STAMP)
 		engine/evaluate.py engine/fragments.py engine/rag.py engine/agglomerate.py engine/blockwise.py
 	$(BIN)/lint-imports
 
+# Two test processes, one test file each at a time: most tests wait on subprocesses,
+# daemons and daisy workers, so two overlap well on 2 cores.
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'

@@ -140,7 +140,7 @@ def test_several_blocks_agree_with_the_whole_volume(project: Project, prediction
     fragments = zarr.open(str(run_dir / "segmentation" / prediction.name / "fragments"))
     assert fragments.chunks == (28, 28, 28)
     ids = np.unique(fragments[:])
-    assert ids[0] == 0 and len(ids) > 50
+    assert len(ids) > 50
     # started again: every block of every stage is recorded as done
     again = _run(run_dir)
     assert again.returncode == 0, again.stderr[-3000:]
