@@ -18,6 +18,7 @@ and relayed by the scheduling process into `events.jsonl`, the run's single writ
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib
 import json
@@ -30,12 +31,12 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from types import FrameType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NoReturn, Protocol
 
 from engine.errors import EngineError, InputError
 from engine.events import EventWriter, read_events
@@ -671,6 +672,82 @@ def run_stages(
                 f"finish: {last or 'no error was reported'}"
             )
     return outcome
+
+
+def scheduling(config: Any, executor: str, gpu: bool) -> dict[str, Any]:
+    """The keyword arguments of `run_stages` that come from the config's predict section
+    (retries, timeout, scheduler address, cluster settings); `gpu`: whether cluster jobs
+    ask for a GPU (prediction does when predict.cluster_gpu, segmentation never)."""
+    predict = config.predict
+    return {
+        "executor": executor,
+        "retries": predict.retries,
+        "timeout": predict.block_timeout or None,
+        "host": predict.scheduler_host if executor != "local" else "127.0.0.1",
+        "cluster": Cluster(predict.partition, predict.time_limit, predict.account, gpu),
+    }
+
+
+def entry_point(
+    prog: str,
+    description: str | None,
+    run: Callable[[Path, bool, EventWriter], int],
+    argv: Sequence[str] | None = None,
+) -> int:
+    """The shell of a blockwise entry point (`python -m engine.predict|segment RUN_DIR
+    [--overwrite]`): logging, events, SIGTERM (stops the run, see `request_stop`) and
+    the exit codes of the run-directory contract: 0 done, 1 failed, 2 bad input (one
+    `error:` line on stderr), 3 interrupted (resumable)."""
+    # Here, not at the top: rundir loads the config models (pydantic), which a cluster
+    # job's worker (this module's main) does not need.
+    from engine.rundir import EVENTS_FILE, RUN_FILE
+
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument(
+        "--overwrite", action="store_true", help="Replace outputs of another run or settings."
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    run_dir: Path = args.run_dir
+    if not (run_dir / RUN_FILE).is_file():
+        sys.stderr.write(f"error: {run_dir} is not a run directory ({RUN_FILE} missing)\n")
+        return 2
+    events = EventWriter(run_dir / EVENTS_FILE)
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, lambda signum, frame: request_stop())
+    try:
+        return run(run_dir, args.overwrite, events)
+    except InputError as exc:
+        events.emit("error", durable=True, message=str(exc))
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except (Interrupted, KeyboardInterrupt):
+        # Finished blocks are recorded; the next start does the rest.
+        events.emit("interrupted", durable=True, message="stopped by a signal; resumable")
+        logger.info("interrupted: finished blocks are kept, start the run again to resume")
+        return 3
+    except Exception as exc:
+        events.emit("error", durable=True, message=f"{type(exc).__name__}: {exc}")
+        traceback.print_exc()
+        return 1
+    finally:
+        events.close()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def exit_process(code: int) -> NoReturn:
+    """Leave a blockwise entry point's process. Not sys.exit: after an interruption
+    daisy's server thread (Rust) may still run, and interpreter shutdown under it aborts
+    the process (exit 134 instead of 3)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,33 +17,28 @@ not yet done (daisy's records beside the output); other hashes are refused unles
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
 import os
 import shutil
-import signal
-import sys
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import numpy as np
 
-from engine.blockwise import Cluster, Grid, Interrupted, request_stop, run_task
+from engine.blockwise import Grid, entry_point, exit_process, run_task, scheduling
 from engine.config import ModelType, ProjectConfig
 from engine.data.volume import RAW, create_array, read_window, write_window
 from engine.errors import EngineError, InputError
 from engine.events import EventWriter
-from engine.rundir import EVENTS_FILE, RUN_FILE, RunSpec, read_spec
+from engine.rundir import RUN_FILE, RunSpec, read_spec
 
 logger = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3
+EXIT_OK = 0
 PREDICTIONS = "predictions"
 AFFS, LSDS = "pred_affs", "pred_lsds"
 TRACKING = ".blocks"
@@ -349,11 +344,6 @@ def visible_gpus() -> list[int]:
         return []
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
-    # Ends the workers and makes run_stages raise Interrupted (see engine.blockwise).
-    request_stop()
-
-
 def run(run_dir: Path, overwrite: bool, events: EventWriter) -> int:
     spec = read_spec(run_dir)
     checkpoint = Path(str(spec.inputs.get("checkpoint") or ""))
@@ -396,15 +386,9 @@ def run(run_dir: Path, overwrite: bool, events: EventWriter) -> int:
             target="engine.predict:predictor",
             tracking_dir=plan.output / TRACKING,
             workers=workers,
-            executor=executor,
             gpus=gpus,
-            retries=predict.retries,
-            timeout=predict.block_timeout or None,
-            host=predict.scheduler_host if executor != "local" else "127.0.0.1",
-            cluster=Cluster(
-                predict.partition, predict.time_limit, predict.account, predict.cluster_gpu
-            ),
             progress=(done, total),
+            **scheduling(spec.config, executor, gpu=predict.cluster_gpu),
         )
         outcomes.append(outcome)
         if not outcome.ok:
@@ -434,49 +418,8 @@ def run(run_dir: Path, overwrite: bool, events: EventWriter) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.predict", description=__doc__)
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument(
-        "--overwrite", action="store_true", help="Replace outputs of another checkpoint/config."
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    run_dir: Path = args.run_dir
-    if not (run_dir / RUN_FILE).is_file():
-        sys.stderr.write(f"error: {run_dir} is not a run directory ({RUN_FILE} missing)\n")
-        return EXIT_BAD_INPUT
-    events = EventWriter(run_dir / EVENTS_FILE)
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _stop)
-    try:
-        return run(run_dir, args.overwrite, events)
-    except InputError as exc:
-        events.emit("error", durable=True, message=str(exc))
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_BAD_INPUT
-    except (Interrupted, KeyboardInterrupt):
-        # Finished blocks are recorded; the next start does the rest.
-        events.emit("interrupted", durable=True, message="stopped by a signal; resumable")
-        logger.info("interrupted: finished blocks are kept, start the run again to resume")
-        return EXIT_INTERRUPTED
-    except Exception as exc:
-        events.emit("error", durable=True, message=f"{type(exc).__name__}: {exc}")
-        traceback.print_exc()
-        return EXIT_FAILED
-    finally:
-        events.close()
-        signal.signal(signal.SIGTERM, previous)
+    return entry_point("python -m engine.predict", __doc__, run, argv)
 
 
 if __name__ == "__main__":
-    code = main()
-    # Not sys.exit: after an interruption daisy's server thread (Rust) may still run, and
-    # interpreter shutdown under it aborts the process (exit 134 instead of 3).
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_process(main())

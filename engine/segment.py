@@ -22,33 +22,27 @@ segmented as one section. Exit codes as engine.train.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
-import os
 import shutil
-import signal
-import sys
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import numpy as np
 
-from engine.blockwise import Grid, Interrupted, Stage, request_stop, run_stages
+from engine.blockwise import Grid, Stage, entry_point, exit_process, run_stages, scheduling
 from engine.config import ProjectConfig
 from engine.data.volume import create_array, read_window, write_window
 from engine.errors import EngineError, InputError
 from engine.events import EventWriter
-from engine.rundir import EVENTS_FILE, RUN_FILE, read_spec
+from engine.rundir import read_spec
 
 logger = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3
+EXIT_OK = 0
 SEGMENTATION = "segmentation"
 FRAGMENTS = "fragments"
 RAG_FILE = "rag.sqlite"
@@ -446,11 +440,6 @@ def write_luts(plan: SegmentPlan, thresholds: Sequence[float]) -> dict[float, in
 # ---- the scheduling side ---------------------------------------------------------------
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
-    # Ends the workers and makes run_stages raise Interrupted (see engine.blockwise).
-    request_stop()
-
-
 _TARGETS = {
     "fragments": "engine.segment:fragments_worker",
     "agglomerate": "engine.segment:agglomerate_worker",
@@ -473,7 +462,6 @@ def run(run_dir: Path, overwrite: bool, events: EventWriter) -> int:
     overwrite = overwrite or bool(spec.inputs.get("overwrite"))
     for plan in plans:
         prepare_outputs(plan, config, overwrite)
-    predict = config.predict
     workers = max(1, spec.resources.workers)
     total = sum(len(STAGES) * p.grid.num_blocks for p in plans)
     logger.info(
@@ -490,10 +478,8 @@ def run(run_dir: Path, overwrite: bool, events: EventWriter) -> int:
         "run_dir": run_dir,
         "events": events,
         "workers": workers,
-        "executor": spec.resources.executor,
-        "retries": predict.retries,
-        "timeout": predict.block_timeout or None,
-        "host": predict.scheduler_host if spec.resources.executor != "local" else "127.0.0.1",
+        # CPU work: cluster jobs ask for no GPU, but get predict's queue, time and account.
+        **scheduling(config, spec.resources.executor, gpu=False),
     }
     for plan in plans:
         # Fragments and agglomeration as one pipeline: a block is agglomerated as soon as
@@ -530,45 +516,8 @@ def run(run_dir: Path, overwrite: bool, events: EventWriter) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.segment", description=__doc__)
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--overwrite", action="store_true", help="Replace another segmentation.")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    run_dir: Path = args.run_dir
-    if not (run_dir / RUN_FILE).is_file():
-        sys.stderr.write(f"error: {run_dir} is not a run directory ({RUN_FILE} missing)\n")
-        return EXIT_BAD_INPUT
-    events = EventWriter(run_dir / EVENTS_FILE)
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _stop)
-    try:
-        return run(run_dir, args.overwrite, events)
-    except InputError as exc:
-        events.emit("error", durable=True, message=str(exc))
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_BAD_INPUT
-    except (Interrupted, KeyboardInterrupt):
-        events.emit("interrupted", durable=True, message="stopped by a signal; resumable")
-        return EXIT_INTERRUPTED
-    except Exception as exc:
-        events.emit("error", durable=True, message=f"{type(exc).__name__}: {exc}")
-        traceback.print_exc()
-        return EXIT_FAILED
-    finally:
-        events.close()
-        signal.signal(signal.SIGTERM, previous)
+    return entry_point("python -m engine.segment", __doc__, run, argv)
 
 
 if __name__ == "__main__":
-    code = main()
-    # Not sys.exit: after an interruption daisy's server thread (Rust) may still run, and
-    # interpreter shutdown under it aborts the process (exit 134 instead of 3).
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_process(main())

@@ -428,3 +428,23 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return state not in ("Z", "X")
+
+
+def test_cluster_settings_reach_predict_and_segment_jobs() -> None:
+    from engine.blockwise import scheduling
+
+    config = cfg.from_preset(
+        "tiny",
+        {"predict": {"partition": "gpu", "time_limit": "01:00:00", "account": "lab",
+                     "scheduler_host": "login1", "retries": 4}},
+    )  # fmt: skip
+    predict = scheduling(config, "slurm", gpu=config.predict.cluster_gpu)
+    segment = scheduling(config, "slurm", gpu=False)
+    for kwargs in (predict, segment):
+        cluster = kwargs["cluster"]
+        assert (cluster.partition, cluster.time_limit, cluster.account) == (
+            "gpu", "01:00:00", "lab",
+        )  # fmt: skip
+        assert kwargs["host"] == "login1" and kwargs["retries"] == 4
+    assert predict["cluster"].gpu and not segment["cluster"].gpu
+    assert scheduling(config, "local", gpu=True)["host"] == "127.0.0.1"
