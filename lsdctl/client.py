@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -66,16 +67,42 @@ def _transport_error(exc: Exception, paths: DaemonPaths) -> LsdctlError:
             "user; set LSDCTL_HOME to a folder of your own"
         )
     if isinstance(exc, httpx.RemoteProtocolError):
-        return DaemonRefused(
-            f"the lsdctl daemon at {paths.socket} closed the connection: it serves only the "
-            f"user who started it (see {paths.log})"
-        )
+        # The daemon closes connections from other users at once; a daemon that dies
+        # mid-request closes them too, and then nothing listens any more.
+        if _socket_owner(paths) not in (None, os.getuid()):
+            return DaemonRefused(
+                f"the lsdctl daemon at {paths.socket} closed the connection: it serves only "
+                f"the user who started it (see {paths.log})"
+            )
+        if _listening(paths):
+            return LsdctlError(
+                f"the lsdctl daemon at {paths.socket} closed the connection mid-request "
+                f"(see {paths.log})"
+            )
     if isinstance(exc, httpx.TimeoutException):
         return LsdctlError(f"the lsdctl daemon at {paths.socket} did not answer in time")
     return DaemonNotRunning(
         f"the lsdctl daemon is not running (no answer on {paths.socket}): "
         "`lsdctl daemon start` starts it"
     )
+
+
+def _socket_owner(paths: DaemonPaths) -> int | None:
+    try:
+        return paths.socket.stat().st_uid
+    except OSError:
+        return None
+
+
+def _listening(paths: DaemonPaths) -> bool:
+    """Whether something accepts connections on the daemon's socket (a fresh connect)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(paths.socket))
+        except OSError:
+            return False
+    return True
 
 
 def _check(response: httpx.Response, paths: DaemonPaths) -> Any:
