@@ -60,10 +60,12 @@ def detached_message(run_id: str) -> str:
 def follow(client: DaemonClient, run: RunInfo, label: str) -> RunDetail | None:
     """Show `run` until it stops; None when the user detached with Ctrl-C."""
     console = Console(stderr=True)
-    console.print(f"run {run.id}: {run.state.value}; log at {run.run_dir}/log.txt", highlight=False)
     progress = make_progress(console, label)
     task = progress.add_task(label, total=None, loss="-", note="")
-    try:
+    try:  # from the first line on: a Ctrl-C right after it detaches too
+        console.print(
+            f"run {run.id}: {run.state.value}; log at {run.run_dir}/log.txt", highlight=False
+        )
         with progress:
             while True:
                 detail = client.run(run.id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -42,10 +43,15 @@ def test_submit_after_cancel_resume_follow(use_daemon: Daemon, cli: CliCaller) -
             assert follower.poll() is None, follower.communicate()
             time.sleep(0.1)
     b = runs[0].id
-    time.sleep(1.0)
+    # Ctrl-C once it follows (its first line), however long a loaded machine takes.
+    assert follower.stderr is not None
+    ready, _, _ = select.select([follower.stderr], [], [], 60)
+    assert ready, "the follower printed nothing in 60 s"
+    first = follower.stderr.readline()
+    assert first.startswith(f"run {b}: queued"), first
     follower.send_signal(signal.SIGINT)
-    _, err = follower.communicate(timeout=20)
-    assert follower.returncode == 0, err
+    _, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, first + err
     assert f"detached; run {b} goes on in the daemon" in err
     assert f"`lsdctl logs {b} -f`" in err
     assert daemon.wait(b, lambda r: r.reason != "queued").reason == f"waiting for {a} (running)"
