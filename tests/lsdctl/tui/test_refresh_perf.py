@@ -1,5 +1,9 @@
 """One refresh of the Runs screen with 1,000 runs: the UI thread's part (applying the
-fetched runs to the table) stays well under a frame budget."""
+fetched runs to the table) stays well under a frame budget.
+
+Measured as the UI thread's CPU time (time.thread_time), not wall time: that is what a
+refresh takes away from handling keys, and other processes on a loaded machine do not
+inflate it."""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from tests.lsdctl.tui.seed import seed_many
 pytestmark = pytest.mark.anyio
 
 RUNS = 1000
-# The issue's budget is 50 ms; the bound leaves room for a loaded shared machine.
+# The issue's budget is 50 ms; the bound leaves room for a slower machine.
 BOUND_S = 0.25
 _RUNS = TypeAdapter(list[RunInfo])
 
@@ -41,22 +45,22 @@ async def test_a_refresh_of_1000_runs_takes_little_of_the_ui_thread(
         # The part of a fetch that runs on the UI's event loop: decoding the answer.
         with daemon.http() as http:
             raw = http.get("/v1/runs", params={"limit": 0}).content
-        start = time.perf_counter()
+        start = time.thread_time()
         runs = _RUNS.validate_python(json.loads(raw))
-        decode = time.perf_counter() - start
+        decode = time.thread_time() - start
         # Steady state: the same runs again (what most refreshes are) …
         timings = []
         for _ in range(5):
-            start = time.perf_counter()
+            start = time.thread_time()
             screen.apply(runs)
-            timings.append(time.perf_counter() - start)
+            timings.append(time.thread_time() - start)
         same = min(timings)
         # … and one where every run changed (progress moved on for all of them).
         for run in runs:
             run.progress_done = (run.progress_done or 0) + 1
-        start = time.perf_counter()
+        start = time.thread_time()
         screen.apply(runs)
-        changed = time.perf_counter() - start
+        changed = time.thread_time() - start
         await pilot.pause()
         assert screen.table.row_count == RUNS
         # The newest run is on top, and the cursor can reach the last one.
@@ -65,7 +69,7 @@ async def test_a_refresh_of_1000_runs_takes_little_of_the_ui_thread(
         assert screen.table.selected_id() == runs[-1].id
     worst = max(first, same, changed)
     print(
-        f"\n{RUNS} runs, UI thread per refresh: decoding the answer {decode * 1000:.1f} ms + "
+        f"\n{RUNS} runs, UI thread CPU per refresh: decoding the answer {decode * 1000:.1f} ms + "
         f"applying it {first * 1000:.1f} ms (first), {same * 1000:.1f} ms (unchanged), "
         f"{changed * 1000:.1f} ms (every run changed); worst {1000 * (decode + worst):.1f} ms"
     )
