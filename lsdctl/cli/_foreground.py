@@ -2,18 +2,24 @@
 
 The entry point runs as a child in its own session, so torch never loads in this process
 and a terminal Ctrl-C reaches only lsdctl, which then asks the run to stop cleanly
-(SIGTERM; a second Ctrl-C kills it). Its events drive a progress bar.
+(SIGTERM; a second Ctrl-C kills it). SIGTERM and SIGHUP to lsdctl do the same as Ctrl-C,
+and so does SIGINT when a shell started lsdctl in the background (which ignores it), and
+the child gets SIGTERM from the kernel if lsdctl dies without a word: a foreground run
+never outlives the command that shows it. Its events drive a progress bar.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import typer
@@ -37,6 +43,21 @@ EXIT_INTERRUPTED = 3
 _POLL_S = 0.3
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_PR_SET_PDEATHSIG = 1
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _end_with_parent() -> None:
+    # In the child, before exec: Linux sends it SIGTERM when lsdctl (the parent thread)
+    # dies, even by SIGKILL; the run then stops as after `lsdctl cancel`.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 def run_foreground(
     run_dir: Path,
     module: str,
@@ -57,7 +78,26 @@ def run_foreground(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=_end_with_parent if sys.platform == "linux" else None,
         )
+    main = threading.current_thread() is threading.main_thread()  # signals: main only
+    previous = {s: signal.signal(s, _interrupt) for s in _STOP_SIGNALS} if main else {}
+    try:
+        return _follow_child(child, run_dir, label, show_loss, stopping_note, offset)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _follow_child(
+    child: subprocess.Popen[bytes],
+    run_dir: Path,
+    label: str,
+    show_loss: bool,
+    stopping_note: str,
+    offset: int,
+) -> int:
+    events_path = run_dir / EVENTS_FILE
     console = Console(stderr=True)
     console.print(f"run {run_dir.name}: log at {run_dir / LOG_FILE}", highlight=False)
     progress = make_progress(console, label) if show_loss else _plain_progress(console, label)
