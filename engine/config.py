@@ -12,6 +12,7 @@ valid-convolution UNet can produce) are checked when the whole config is assembl
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import tomllib
@@ -40,6 +41,12 @@ from engine.geometry import (
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 DEFAULT_PRESET = "tiny"
+# Segmentation blocks span at least this much along each axis by default: fragments end
+# at block faces. Three of the demo's models scored VOI 1.008, 0.981 and 0.772 with one
+# 88^3 block, 1.087, 1.036 and 0.830 with 64 blocks of 28^3 (gala: 0.59 against 0.70 with
+# 18^3), and a context of 28 voxels instead of 8 changed nothing. 2 um of 8 nm voxels is
+# 250^3 voxels, about 1 GB a worker.
+SEGMENT_BLOCK_MIN_NM = 2000
 
 PositiveInt = Annotated[int, Field(gt=0)]
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
@@ -325,7 +332,9 @@ class SegmentConfig(_Section):
         0.0, description="Merge fragments below this score before agglomeration (0: off)."
     )
     block_shape: list[PositiveInt] | None = Field(
-        None, description="Segmentation write block in voxels (default: predict's block)."
+        None,
+        description="Segmentation write block in voxels (default: predict's block, repeated "
+        "to span at least 2 µm along each axis; every block face costs a little accuracy).",
     )
     context: list[Annotated[int, Field(ge=0)]] | None = Field(
         None,
@@ -405,6 +414,16 @@ class ProjectConfig(_Section):
     def block_shape(self) -> list[int]:
         assert self.model.output_shape is not None  # set by validation
         return list(self.predict.block_shape or self.model.output_shape)
+
+    def segment_block_shape(self) -> list[int]:
+        """The segmentation write block: segment.block_shape, else predict's block repeated
+        until it spans SEGMENT_BLOCK_MIN_NM along each axis."""
+        if self.segment.block_shape is not None:
+            return list(self.segment.block_shape)
+        return [
+            b * max(1, math.ceil(SEGMENT_BLOCK_MIN_NM / (b * v)))
+            for b, v in zip(self.block_shape(), self.data.voxel_size)
+        ]
 
     def anisotropic(self) -> bool:
         """True when z voxels are at least twice the size of xy voxels (serial-section EM)."""

@@ -83,13 +83,9 @@ class SegmentPlan:
 
 def _settings(config: ProjectConfig) -> dict[str, Any]:
     segment = config.segment.model_dump(mode="json")
-    segment["block_shape"] = _block_voxels(config)
+    segment["block_shape"] = config.segment_block_shape()
     segment["context"] = _context_voxels(config)
     return segment
-
-
-def _block_voxels(config: ProjectConfig) -> list[int]:
-    return list(config.segment.block_shape or config.block_shape())
 
 
 def _context_voxels(config: ProjectConfig) -> list[int]:
@@ -121,7 +117,7 @@ def plan_segments(
         shape = tuple(int(s) for s in affs.shape[1:])
         if len(voxel_size) != dims or len(shape) != dims:
             raise InputError(f"{prediction}: pred_affs is not {dims}D as the project")
-        block = _block_voxels(config)
+        block = config.segment_block_shape()
         grid = Grid(
             offset=offset,
             extent=tuple(s * v for s, v in zip(shape, voxel_size)),
@@ -165,7 +161,7 @@ def prepare_outputs(plan: SegmentPlan, config: ProjectConfig, overwrite: bool) -
                 "--overwrite to replace it, or segment into a new run"
             )
         shutil.rmtree(plan.output)
-    block = _block_voxels(config)
+    block = config.segment_block_shape()
     for name in [FRAGMENTS, *(dataset_name(t) for t in config.segment.thresholds)]:
         create_array(
             plan.output,

@@ -101,6 +101,15 @@ def test_derived_context_and_block() -> None:
     assert cfg.from_preset("tiny2d").num_lsds() == 6
 
 
+def test_segmentation_blocks_span_two_microns_unless_set() -> None:
+    # cremi (40x4x4 nm): 72 sections are 2.9 um already; 144 xy voxels repeat 4x (2.3 um).
+    assert cfg.from_preset("cremi").segment_block_shape() == [72, 576, 576]
+    tiny = cfg.from_preset("tiny")  # 8 nm, output 28: 9 blocks span 2016 nm
+    assert tiny.segment_block_shape() == [252, 252, 252]
+    explicit = cfg.with_value(tiny, "segment.block_shape", [28, 28, 56])
+    assert explicit.segment_block_shape() == [28, 28, 56]
+
+
 def test_atomic_write_leaves_no_temporary(tmp_path: Path) -> None:
     path = tmp_path / "project.toml"
     cfg.save(cfg.from_preset("tiny"), path)
