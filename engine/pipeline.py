@@ -235,9 +235,9 @@ def build_training_pipeline(
     through funlib.persistence, raw padded without limit, labels and mask by the reach
     of the targets; random locations with at least `preprocess.min_masked` labelled
     voxels; then one volume at random per sample. With `train.augment.enabled`: elastic
-    deformation (misalignment only for anisotropic data), mirrors and transposes
-    (in-plane only for anisotropic data), intensity scale and shift (per section for
-    anisotropic data) and boundary growth by `grow_boundary` voxels (in-plane for
+    deformation (misalignment only for anisotropic data), mirrors and transposes (among
+    axes of equal input extent, see `transposable_axes`), intensity scale and shift (per
+    section for anisotropic data) and boundary growth by `grow_boundary` voxels (in-plane for
     anisotropic data); with it off, none of these, boundary growth included. Then the
     LSDs and their weights, the affinities, their mask and class-balancing weights, raw
     in the network input convention and the batch axis.
@@ -300,7 +300,7 @@ def build_training_pipeline(
     pipeline = sources + gp.RandomProvider()
 
     if aug.enabled:
-        pipeline = _add_augmentations(pipeline, config, keys)
+        pipeline = _add_augmentations(pipeline, config, keys, input_shape)
 
     if lsds_c is not None:
         pipeline += _lsds_node(config, keys)
@@ -489,7 +489,25 @@ def _lsds_node(config: ProjectConfig, keys: TrainingKeys) -> gp.BatchFilter:
     )
 
 
-def _add_augmentations(pipeline: Any, config: ProjectConfig, keys: TrainingKeys) -> Any:
+def transposable_axes(config: ProjectConfig, input_shape: Sequence[int]) -> list[int]:
+    """The axes training may transpose among themselves: the largest group whose input
+    extents (nm) are equal, y and x for anisotropic data (z is the coarse axis), none
+    when no two are equal. Swapping unequal extents would reshape the request: a 32 x
+    64 x 64 input turned 64 x 32 x 64 does not fit a 35-section volume, and gunpowder
+    stops with "Can not satisfy request"."""
+    dims = config.data.dims
+    candidates = [dims - 2, dims - 1] if config.anisotropic() else list(range(dims))
+    extent = [s * v for s, v in zip(input_shape, config.data.voxel_size)]
+    groups: dict[int, list[int]] = {}
+    for axis in candidates:
+        groups.setdefault(extent[axis], []).append(axis)
+    largest = max(groups.values(), key=lambda axes: (len(axes), axes))
+    return largest if len(largest) > 1 else []
+
+
+def _add_augmentations(
+    pipeline: Any, config: ProjectConfig, keys: TrainingKeys, input_shape: Sequence[int]
+) -> Any:
     aug = config.train.augment
     dims = config.data.dims
     anisotropic = config.anisotropic()
@@ -516,9 +534,7 @@ def _add_augmentations(pipeline: Any, config: ProjectConfig, keys: TrainingKeys)
                 **misalign,
             )
     if aug.simple:
-        # Transposing z with y or x would mix the coarse and the fine axes.
-        transpose = [dims - 2, dims - 1] if anisotropic else None
-        pipeline += gp.SimpleAugment(transpose_only=transpose)
+        pipeline += gp.SimpleAugment(transpose_only=transposable_axes(config, input_shape))
     low, high = aug.intensity_scale
     shift_low, shift_high = aug.intensity_shift
     pipeline += gp.IntensityAugment(

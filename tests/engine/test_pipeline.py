@@ -24,6 +24,7 @@ from engine.pipeline import (
     build_training_pipeline,
     grow_boundary,
     normalize_raw,
+    transposable_axes,
     upsample_linear,
 )
 from engine.synth import synthesize
@@ -479,3 +480,21 @@ def test_unmeetable_min_masked_fails(tmp_path: Path, monkeypatch: pytest.MonkeyP
     cfg = config("tiny2d", augment=False)
     with pytest.raises(Exception, match=r"no sample of .*unlabelled\.zarr has 50% labelled"):
         draw(cfg, [path], input_shape=(40, 40), lsds_shape=(24, 24), affs_shape=None)
+
+
+def test_transposes_keep_the_request_shape(tmp_path: Path) -> None:
+    """A non-cubic input on a thin isotropic volume: transposing z with y would ask for
+    64 sections of a 35-section volume (gunpowder: "Can not satisfy request")."""
+    cfg = config("tiny")
+    assert transposable_axes(cfg, (32, 64, 64)) == [1, 2]
+    assert transposable_axes(cfg, (44, 44, 44)) == [0, 1, 2]
+    assert transposable_axes(cfg, (20, 28, 36)) == []
+    assert transposable_axes(config("cremi"), (132, 268, 268)) == [1, 2]  # never z
+    path = tmp_path / "thin.zarr"
+    make_volume(path, (35, 100, 100), (8, 8, 8))
+    batches = draw(
+        cfg, [path], 4, input_shape=(32, 64, 64), lsds_shape=(12, 44, 44), affs_shape=None
+    )
+    for batch in batches:
+        assert batch["raw"].shape[-3:] == (32, 64, 64)
+        assert batch["gt_lsds"].shape[-3:] == (12, 44, 44)
