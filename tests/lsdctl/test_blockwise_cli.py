@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +12,6 @@ from engine.errors import InputError
 from engine.rundir import read_spec
 from lsdctl.cli import blockwise
 from tests.conftest import CliCaller, tree
-from tests.daemon.conftest import processes_of, short_home
 from tests.engine.test_evaluate import make_segment_run
 
 SEGMENT_RUN = "segment-20260101-000000-aaaa"
@@ -117,19 +112,6 @@ def test_evaluate_local_json_and_table(
     table = capsys.readouterr().out
     assert "0.10" in table and "0.90" in table and "best" in table
     assert "best threshold 0.10: voi_split 0.0000, voi_merge 0.0000, arand 0.0000" in table
-
-
-@pytest.fixture
-def home(monkeypatch: pytest.MonkeyPatch, projects: Path) -> Iterator[Path]:
-    """A daemon home of its own; the daemon the CLI starts is stopped at teardown."""
-    path = short_home()
-    monkeypatch.setenv("LSDCTL_HOME", str(path))
-    monkeypatch.setenv("LSDCTL_POLL_S", "0.1")
-    yield path
-    CliCaller()("daemon", "stop")
-    for pid in processes_of(path):  # only if stop failed: never leave a process behind
-        os.kill(pid, signal.SIGKILL)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_through_the_daemon(cli: CliCaller, projects: Path, home: Path) -> None:

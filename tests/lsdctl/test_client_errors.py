@@ -54,7 +54,7 @@ class ClosingSocket:
 
 
 @pytest.fixture
-def home() -> Iterator[Path]:
+def socket_home() -> Iterator[Path]:
     path = short_home()
     yield path
     shutil.rmtree(path, ignore_errors=True)
@@ -66,13 +66,13 @@ def _error(home: Path) -> LsdctlError:
     return caught.value
 
 
-def test_ours_still_listening_is_a_fault_and_ours_gone_is_no_daemon(home: Path) -> None:
-    server = ClosingSocket(DaemonPaths.resolve(home).socket)
+def test_ours_still_listening_is_a_fault_and_ours_gone_is_no_daemon(socket_home: Path) -> None:
+    server = ClosingSocket(DaemonPaths.resolve(socket_home).socket)
     try:
-        error = _error(home)
+        error = _error(socket_home)
         assert type(error) is LsdctlError and "closed the connection mid-request" in str(error)
         server.last = True  # dies while serving: the same as no daemon at all
-        error = _error(home)
+        error = _error(socket_home)
         assert isinstance(error, DaemonNotRunning)
         assert "`lsdctl daemon start` starts it" in str(error)
     finally:
@@ -80,11 +80,11 @@ def test_ours_still_listening_is_a_fault_and_ours_gone_is_no_daemon(home: Path) 
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="giving the socket to another user needs root")
-def test_another_users_socket_closing_the_connection_is_a_refusal(home: Path) -> None:
-    server = ClosingSocket(DaemonPaths.resolve(home).socket)
+def test_another_users_socket_closing_the_connection_is_a_refusal(socket_home: Path) -> None:
+    server = ClosingSocket(DaemonPaths.resolve(socket_home).socket)
     try:
         os.chown(server.path, 65534, 65534)
-        error = _error(home)
+        error = _error(socket_home)
         assert isinstance(error, DaemonRefused)
         assert "serves only the user who started it" in str(error)
     finally:

@@ -3,28 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from daemon.launcher import is_alive
 from tests.conftest import CliCaller
-from tests.daemon.conftest import processes_of, short_home
-
-
-@pytest.fixture
-def home(monkeypatch: pytest.MonkeyPatch, projects: Path) -> Iterator[Path]:
-    path = short_home()
-    monkeypatch.setenv("LSDCTL_HOME", str(path))
-    yield path
-    CliCaller()("daemon", "stop")
-    for pid in processes_of(path):  # only if stop failed: never leave a daemon behind
-        os.kill(pid, signal.SIGKILL)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -3,29 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from engine import lineage
 from tests.conftest import CliCaller, tree
-from tests.daemon.conftest import processes_of, short_home
-
-
-@pytest.fixture
-def home(monkeypatch: pytest.MonkeyPatch, projects: Path) -> Iterator[Path]:
-    path = short_home()
-    monkeypatch.setenv("LSDCTL_HOME", str(path))
-    monkeypatch.setenv("LSDCTL_POLL_S", "0.2")
-    yield path
-    CliCaller()("daemon", "stop")
-    for pid in processes_of(path):  # only if stop failed: never leave a daemon behind
-        os.kill(pid, signal.SIGKILL)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.mark.slow
