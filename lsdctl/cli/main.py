@@ -14,6 +14,7 @@ from lsdctl.cli import config as config_cli
 from lsdctl.cli import daemon as daemon_cli
 from lsdctl.cli import data as data_cli
 from lsdctl.cli import demo as demo_cli
+from lsdctl.cli import fetch as fetch_cli
 from lsdctl.cli import gpus as gpus_cli
 from lsdctl.cli import project as project_cli
 from lsdctl.cli import runs as runs_cli
@@ -72,6 +73,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("init")(project_cli.init)
+data_cli.app.add_typer(fetch_cli.app, name="fetch")
 app.add_typer(data_cli.app, name="data")
 app.add_typer(config_cli.app, name="config")
 app.command("train")(train_cli.train)
