@@ -24,13 +24,14 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check lsdctl daemon engine tests bench scripts
 	$(BIN)/mypy lsdctl daemon engine/config.py engine/geometry.py engine/lineage.py engine/resolve.py \
-		engine/evaluate.py engine/fragments.py engine/rag.py engine/agglomerate.py engine/blockwise.py
+		engine/evaluate.py engine/fragments.py engine/rag.py engine/agglomerate.py engine/blockwise.py \
+		engine/entry.py
 	$(BIN)/lint-imports
 
 # Two test processes, one test file each at a time: most tests wait on subprocesses,
 # daemons and daisy workers, so two overlap well on 2 cores.
 test: lint
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'

@@ -38,6 +38,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Literal, NoReturn, Protocol
 
+from engine.entry import configure_logging, missing_run_dir
 from engine.errors import EngineError, InputError
 from engine.events import EventWriter, read_events
 
@@ -609,7 +610,7 @@ def run_stages(
                 process_function=partial(_start_worker, spec),
                 read_write_conflict=False,
                 fit="overhang",
-                max_workers=workers,
+                max_workers=min(workers, grid.num_blocks),  # no idle worker start-ups
                 max_retries=retries,
                 timeout=timeout or None,
                 tracking_path=str(stage.tracking_dir),
@@ -708,14 +709,9 @@ def entry_point(
         "--overwrite", action="store_true", help="Replace outputs of another run or settings."
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging()
     run_dir: Path = args.run_dir
-    if not (run_dir / RUN_FILE).is_file():
-        sys.stderr.write(f"error: {run_dir} is not a run directory ({RUN_FILE} missing)\n")
+    if missing_run_dir(run_dir, RUN_FILE):
         return 2
     events = EventWriter(run_dir / EVENTS_FILE)
     previous = signal.getsignal(signal.SIGTERM)

@@ -55,6 +55,7 @@ from funlib.geometry import Coordinate, Roi
 from engine import lineage
 from engine.config import write_atomic
 from engine.data.volume import LABELS, MASK
+from engine.entry import configure_logging, missing_run_dir
 from engine.errors import InputError
 from engine.events import EventWriter
 from engine.metrics import score
@@ -89,14 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.evaluate", description=__doc__)
     parser.add_argument("run_dir", type=Path)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging()
     run_dir: Path = args.run_dir
-    if not run_dir.is_dir():
-        sys.stderr.write(f"error: run directory {run_dir} does not exist\n")
+    if missing_run_dir(run_dir):
         return EXIT_BAD_INPUT
     events = EventWriter(run_dir / EVENTS_FILE)
     stop = _StopFlag()

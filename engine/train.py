@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from engine.config import ModelType, ProjectConfig
+from engine.entry import configure_logging, missing_run_dir
 from engine.errors import EngineError, InputError
 from engine.events import EventWriter
 from engine.rundir import CHECKPOINTS, EVENTS_FILE, RunSpec, read_spec
@@ -76,14 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--iterations", type=int, default=None, help="Total iterations (overrides run.toml)."
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging()
     run_dir: Path = args.run_dir
-    if not run_dir.is_dir():
-        sys.stderr.write(f"error: run directory {run_dir} does not exist\n")
+    if missing_run_dir(run_dir):
         return EXIT_BAD_INPUT
     events = EventWriter(run_dir / EVENTS_FILE)
     stop = _StopFlag()
