@@ -166,7 +166,9 @@ def test_inverse_geometry_on_the_presets() -> None:
     )
     assert input_shape_for_output(cremi, (72, 144, 144)) == (132, 268, 268)
     zebrafinch = UNetGeometry.create(
-        [(1, 3, 3), (1, 3, 3), (3, 3, 3)], [[(3, 3, 3)] * 2] * 4, [[(3, 3, 3)] * 2] * 3,
+        [(1, 3, 3), (1, 3, 3), (3, 3, 3)],
+        [[(3, 3, 3)] * 2] * 4,
+        [[(3, 3, 3)] * 2] * 3,
         crop_to_factor=False,
     )
     assert input_shape_for_output(zebrafinch, (48, 56, 56)) == (84, 268, 268)
@@ -196,7 +198,9 @@ PRESETS = {
             "kernel_size_down": [[[1, 3, 3]] * 2] + [[[3, 3, 3]] * 2] * 3,
             "kernel_size_up": [[[3, 3, 3]] * 2] * 3,
         },
-        True, (132, 268, 268), (72, 144, 144),
+        True,
+        (132, 268, 268),
+        (72, 144, 144),
     ),
     "fib25": (
         {
@@ -204,7 +208,9 @@ PRESETS = {
             "kernel_size_down": [[[3, 3, 3]] * 2] * 4,
             "kernel_size_up": [[[3, 3, 3]] * 2] * 3,
         },
-        True, (196, 196, 196), (72, 72, 72),
+        True,
+        (196, 196, 196),
+        (72, 72, 72),
     ),
     "zebrafinch": (
         {
@@ -212,7 +218,9 @@ PRESETS = {
             "kernel_size_down": [[[3, 3, 3]] * 2] * 4,
             "kernel_size_up": [[[3, 3, 3]] * 2] * 3,
         },
-        False, (84, 268, 268), (48, 56, 56),
+        False,
+        (84, 268, 268),
+        (48, 56, 56),
     ),
 }
 
@@ -223,8 +231,15 @@ def test_preset_geometries_on_meta_device(name: str, constant_upsample: bool) ->
     layout, crop, input_shape, output_shape = PRESETS[name]
     assert _geometry(layout, crop).output_shape(input_shape) == output_shape
     with torch.device("meta"):
-        unet = UNet(1, 12, 5, **layout, constant_upsample=constant_upsample,
-                    crop_to_factor=crop, num_heads=2)
+        unet = UNet(
+            1,
+            12,
+            5,
+            **layout,
+            constant_upsample=constant_upsample,
+            crop_to_factor=crop,
+            num_heads=2,
+        )
         lsds, affs = unet(torch.empty(2, 1, *input_shape))
     assert lsds.device.type == "meta"
     assert tuple(lsds.shape) == tuple(affs.shape) == (2, 12, *output_shape)
@@ -288,8 +303,11 @@ def test_model_types_forward_backward(model_type: str, dims: int) -> None:
     arguments: list[torch.Tensor] = []
     for name in ("lsds", "affs"):
         if f"pred_{name}" in loss_fn.input_names:
-            arguments += [trained[name], torch.rand_like(trained[name]),
-                          torch.ones_like(trained[name])]
+            arguments += [
+                trained[name],
+                torch.rand_like(trained[name]),
+                torch.ones_like(trained[name]),
+            ]
     loss = loss_fn(*arguments)
     loss.backward()
     assert torch.isfinite(loss)
@@ -312,8 +330,7 @@ def test_auto_context_stage1_frozen_for_stage2_training() -> None:
     AffinityLoss()(affs, torch.rand_like(affs), torch.ones_like(affs)).backward()
     assert all(p.grad is None for p in model.stage1.parameters())
     assert all(p.grad is not None for p in model.stage2.parameters())
-    assert set(map(id, model.trainable_parameters())) == set(
-        map(id, model.stage2.parameters()))
+    assert set(map(id, model.trainable_parameters())) == set(map(id, model.stage2.parameters()))
     model.freeze_stage1(False)
     assert model.stage1.training
     assert all(p.requires_grad for p in model.stage1.parameters())
@@ -385,8 +402,7 @@ def test_unet_blockwise_prediction_is_seamless(dims: int, constant_upsample: boo
     # crop_to_factor makes every output a multiple of the total downsample factor, so
     # adjacent blocks are shifted by whole coarse-grid cells.
     total = _total_factor(layout, dims)
-    assert all(o % f == 0 for o, f in zip(geometry.output_shape(input_shape), total,
-                                          strict=True))
+    assert all(o % f == 0 for o, f in zip(geometry.output_shape(input_shape), total, strict=True))
     _check_tiling(_unet(layout, True, constant_upsample=constant_upsample), input_shape, None)
 
 
@@ -453,8 +469,7 @@ def test_weighted_mse_zero_weights_and_broadcast() -> None:
     # A one-channel mask broadcast over channels counts every channel's voxels.
     mask = torch.tensor([1.0, 0.0])[:, None, None]
     full = mask.expand(2, 3, 4)
-    torch.testing.assert_close(weighted_mse(pred, target, mask),
-                               weighted_mse(pred, target, full))
+    torch.testing.assert_close(weighted_mse(pred, target, mask), weighted_mse(pred, target, full))
     with pytest.raises(EngineError):
         weighted_mse(pred, target[:1], full)
 
@@ -473,5 +488,11 @@ def test_loss_for_each_model_type() -> None:
     torch.testing.assert_close(
         total, LsdLoss()(lsds, gt_lsds, ones_l) + AffinityLoss()(affs, gt_affs, ones_a)
     )
-    assert MtlsdLoss.input_names == ("pred_lsds", "gt_lsds", "lsds_weights",
-                                     "pred_affs", "gt_affs", "affs_weights")
+    assert MtlsdLoss.input_names == (
+        "pred_lsds",
+        "gt_lsds",
+        "lsds_weights",
+        "pred_affs",
+        "gt_affs",
+        "affs_weights",
+    )

@@ -18,10 +18,9 @@ from engine import config as cfg
 from engine.checkpoints import list_checkpoints, load_checkpoint
 from engine.data.volume import write_volume
 from engine.events import read_events
-from engine.rundir import RunSpec, write_spec
 from engine.synth import synthesize
 from engine.train import main as train_main
-from tests.conftest import SHARED_DATA
+from tests.engine.train_runs import make_run_dir, read_losses, train_loss_drop
 
 ROOT = Path(__file__).parents[2]
 
@@ -34,26 +33,6 @@ def _project(
     raw, labels = synthesize(shape, config.data.voxel_size, seed=3)
     write_volume(project / "train" / "v.zarr", raw, labels, config.data.voxel_size)
     return project, config
-
-
-def _run_dir(project: Path, config: cfg.ProjectConfig, name: str = "run") -> Path:
-    run_dir = project / "runs" / name
-    write_spec(run_dir, RunSpec(id=name, kind="train", project=str(project), config=config))
-    return run_dir
-
-
-def _train_loss_drop(run_dir: Path, window: int, label: str) -> tuple[float, float]:
-    """Train the run to its end; mean loss over the first and last `window` iterations."""
-    assert train_main([str(run_dir)]) == 0
-    losses = _losses(run_dir)
-    first, last = float(np.mean(losses[:window])), float(np.mean(losses[-window:]))
-    print(f"{label}: loss {first:.4f} -> {last:.4f} ({last / first:.2f})")
-    return first, last
-
-
-def _losses(run_dir: Path) -> list[float]:
-    events, _ = read_events(run_dir / "events.jsonl")
-    return [e["value"] for e in events if e["type"] == "metric" and e["name"] == "loss"]
 
 
 @pytest.mark.parametrize("model_type", ["MTLSD", "LSD", "AFF", "ACLSD", "ACRLSD"])
@@ -71,12 +50,12 @@ def test_every_model_type_trains_and_checkpoints(tmp_path: Path, model_type: str
     if model_type in ("ACLSD", "ACRLSD"):
         overrides["model"] = {"input_shape": [76, 76, 76]}  # two chained UNets need more context
     project, config = _project(tmp_path, shape=(80, 80, 80), **overrides)  # type: ignore[arg-type]
-    run_dir = _run_dir(project, config)
+    run_dir = make_run_dir(project, config)
     assert train_main([str(run_dir)]) == 0
     assert [i for i, _ in list_checkpoints(run_dir / "checkpoints")] == [2, 4]
     state = load_checkpoint(run_dir / "checkpoints" / "checkpoint_00000004.pt")
     assert state["iteration"] == 4 and state["model_type"] == model_type
-    assert len(_losses(run_dir)) == 4 and all(np.isfinite(_losses(run_dir)))
+    assert len(read_losses(run_dir)) == 4 and all(np.isfinite(read_losses(run_dir)))
     events, _ = read_events(run_dir / "events.jsonl")
     assert events[-1]["type"] == "result" and events[-1]["iterations"] == 4
     snapshot = zarr.open_group(str(run_dir / "snapshots" / "iteration_00000004.zarr"), mode="r")
@@ -97,13 +76,13 @@ def test_tiny_mtlsd_loss_falls_on_synthetic_data(tmp_path: Path) -> None:
         model={"num_fmaps": 4, "fmap_inc_factor": 3, "input_shape": [36, 36, 36]},
         system={"num_workers": 0, "cache_size": 1},  # with the seed: a reproducible run
     )
-    first, last = _train_loss_drop(_run_dir(project, config), 30, "tiny MTLSD")
+    first, last = train_loss_drop(make_run_dir(project, config), 30, "tiny MTLSD")
     assert last < 0.7 * first
 
 
 def test_resume_continues_with_the_same_optimizer_state(tmp_path: Path) -> None:
     project, config = _project(tmp_path, train={"iterations": 6, "checkpoint_every": 3})
-    run_dir = _run_dir(project, config)
+    run_dir = make_run_dir(project, config)
     assert train_main([str(run_dir), "--iterations", "3"]) == 0
     first = load_checkpoint(run_dir / "checkpoints" / "checkpoint_00000003.pt")
     assert train_main([str(run_dir)]) == 0  # up to train.iterations = 6
@@ -142,7 +121,7 @@ def _wait_for(run_dir: Path, predicate, timeout: float = 120) -> None:  # type: 
 @pytest.mark.slow
 def test_sigterm_checkpoints_and_exits_3_then_kill_9_resumes(tmp_path: Path) -> None:
     project, config = _project(tmp_path, train={"iterations": 100000, "checkpoint_every": 5})
-    run_dir = _run_dir(project, config)
+    run_dir = make_run_dir(project, config)
     child = _start(run_dir)
     _wait_for(
         run_dir, lambda ev: sum(e["type"] == "metric" and e["name"] == "loss" for e in ev) >= 3
@@ -179,52 +158,7 @@ def test_bad_run_dir_exits_2(tmp_path: Path) -> None:
 def test_no_training_volumes_exits_2(tmp_path: Path) -> None:
     config = cfg.from_preset("tiny")
     (tmp_path / "proj" / "train").mkdir(parents=True)
-    run_dir = _run_dir(tmp_path / "proj", config)
+    run_dir = make_run_dir(tmp_path / "proj", config)
     assert train_main([str(run_dir)]) == 2
     events, _ = read_events(run_dir / "events.jsonl")
     assert "no training volumes" in events[-1]["message"]
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not (SHARED_DATA / "lsd-tutorial-2d").is_dir(), reason="shared 2D data absent")
-def test_2d_model_learns_on_the_lsd_tutorial_patches(tmp_path: Path) -> None:
-    import tifffile
-
-    config = cfg.from_preset(
-        "tiny2d",
-        {
-            "system": {"num_workers": 0, "cache_size": 1},
-            "train": {"iterations": 200, "checkpoint_every": 200, "seed": 1},
-        },
-    )
-    project = tmp_path / "proj"
-    for i in range(15):
-        raw = tifffile.imread(SHARED_DATA / "lsd-tutorial-2d" / f"raw_{i}.tif")
-        labels = tifffile.imread(SHARED_DATA / "lsd-tutorial-2d" / f"labels_{i}.tif")
-        write_volume(project / "train" / f"p{i}.zarr", raw, labels.astype(np.uint64), [4, 4])
-    first, last = _train_loss_drop(_run_dir(project, config), 20, "2D tutorial")
-    assert last < 0.8 * first
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not (SHARED_DATA / "gala").is_dir(), reason="shared gala data absent")
-def test_3d_model_learns_on_gala(tmp_path: Path) -> None:
-    import h5py
-
-    config = cfg.from_preset(
-        "tiny",
-        {
-            "data": {"voxel_size": [10, 10, 10]},
-            "system": {"num_workers": 0, "cache_size": 1},
-            "train": {"iterations": 200, "checkpoint_every": 200, "seed": 1},
-            "model": {"num_fmaps": 4, "fmap_inc_factor": 3, "input_shape": [36, 36, 36]},
-        },
-    )
-    with h5py.File(SHARED_DATA / "gala" / "train-image.h5") as f:
-        raw = f["stack"][:35]
-    with h5py.File(SHARED_DATA / "gala" / "train-gt.lzf.h5") as f:
-        labels = f["stack"][:35].astype(np.uint64)
-    project = tmp_path / "proj"
-    write_volume(project / "train" / "gala.zarr", raw, labels, [10, 10, 10])
-    first, last = _train_loss_drop(_run_dir(project, config), 20, "gala 3D")
-    assert last < 0.8 * first
