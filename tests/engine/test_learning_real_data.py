@@ -23,7 +23,13 @@ def test_2d_model_learns_on_the_lsd_tutorial_patches(tmp_path: Path) -> None:
         "tiny2d",
         {
             "system": {"num_workers": 0, "cache_size": 1},
-            "train": {"iterations": 200, "checkpoint_every": 200, "seed": 1},
+            # 4x the preset's learning rate: 100 iterations take the loss 0.293 -> 0.179.
+            "train": {
+                "iterations": 100,
+                "checkpoint_every": 100,
+                "seed": 1,
+                "learning_rate": 4e-3,
+            },
         },
     )
     project = tmp_path / "proj"
