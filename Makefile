@@ -29,11 +29,9 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 # Two test processes, one test file each at a time: most tests wait on subprocesses,
-# daemons and daisy workers, so two overlap well on 2 cores. One torch thread per process
-# (OMP_NUM_THREADS): two trainings with a thread per core each oversubscribe the cores
-# and run 2.5x slower, not 2x (tiny MTLSD test: 43 s alone, 108 s beside another).
+# daemons and daisy workers, so two overlap well on 2 cores.
 test: lint
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'

@@ -20,7 +20,7 @@ from engine.data.volume import write_volume
 from engine.events import read_events
 from engine.synth import synthesize
 from engine.train import main as train_main
-from tests.engine.train_runs import make_run_dir, read_losses, train_loss_drop
+from tests.engine.train_runs import make_run_dir, read_losses
 
 ROOT = Path(__file__).parents[2]
 
@@ -65,20 +65,6 @@ def test_every_model_type_trains_and_checkpoints(tmp_path: Path, model_type: str
     else:  # the optional extra is missing: said once, training goes on
         warnings = [e["message"] for e in events if e["type"] == "warning"]
         assert len(warnings) == 1 and "tensorboard is not installed" in warnings[0]
-
-
-@pytest.mark.slow
-def test_tiny_mtlsd_loss_falls_on_synthetic_data(tmp_path: Path) -> None:
-    # A smaller net than the tiny preset's and 4x its learning rate (as the demo): the loss
-    # halves within 150 CPU iterations (0.264 -> 0.135, about 45 s on 2 cores).
-    project, config = _project(
-        tmp_path,
-        train={"iterations": 150, "checkpoint_every": 150, "seed": 1, "learning_rate": 4e-3},
-        model={"num_fmaps": 4, "fmap_inc_factor": 3, "input_shape": [36, 36, 36]},
-        system={"num_workers": 0, "cache_size": 1},  # with the seed: a reproducible run
-    )
-    first, last = train_loss_drop(make_run_dir(project, config), 20, "tiny MTLSD")
-    assert last < 0.7 * first
 
 
 def test_resume_continues_with_the_same_optimizer_state(tmp_path: Path) -> None:

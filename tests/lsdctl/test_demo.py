@@ -15,6 +15,8 @@ from tests.conftest import CliCaller, tree
 def test_demo_learns_beats_both_baselines_and_reuses(
     cli: CliCaller, projects: Path, home: Path
 ) -> None:
+    # Also the suite's check that the tiny MTLSD learns on synthetic data (the real-data
+    # learning tests are in tests/engine/test_learning_real_data.py).
     # Fewer iterations than the demo's 300, to keep the suite short; still enough to
     # beat both baselines by far (120 iterations: VOI 0.83-0.88; 300: 0.68 against 2.8
     # and 6.9).
