@@ -36,11 +36,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from types import FrameType
-from typing import Any, Literal, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
 
 from engine.entry import configure_logging, missing_run_dir
 from engine.errors import EngineError, InputError
 from engine.events import EventWriter, read_events
+
+if TYPE_CHECKING:  # only for types: workers start without loading the config models
+    from engine.config import ProjectConfig
 
 logger = logging.getLogger(__name__)
 
@@ -675,7 +678,7 @@ def run_stages(
     return outcome
 
 
-def scheduling(config: Any, executor: str, gpu: bool) -> dict[str, Any]:
+def scheduling(config: ProjectConfig, executor: str, gpu: bool) -> dict[str, Any]:
     """The keyword arguments of `run_stages` that come from the config's predict section
     (retries, timeout, scheduler address, cluster settings); `gpu`: whether cluster jobs
     ask for a GPU (prediction does when predict.cluster_gpu, segmentation never)."""
