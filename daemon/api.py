@@ -40,6 +40,7 @@ from daemon.schemas import (
     RunDetail,
     RunInfo,
     RunState,
+    Validation,
 )
 from daemon.store import Store
 from daemon.views import (
@@ -48,6 +49,7 @@ from daemon.views import (
     metric_point,
     run_detail,
     run_infos,
+    validation,
     when,
 )
 
@@ -193,6 +195,13 @@ def create_app(state: DaemonState, lifespan: Any = None) -> FastAPI:
             assert run.seq is not None
             rows = store.metrics(session, run.seq, name, since_step, limit)
             return Metrics(run=run.id, points=[metric_point(r) for r in rows])
+
+    @app.get("/v1/runs/{run_id}/validation", response_model=Validation)
+    async def list_validation(run_id: str) -> Validation:
+        """The run's validation points in step order (a step validated again by a resumed
+        attempt: its latest scores), the one with the lowest VOI marked best."""
+        with store.session() as session:
+            return validation(store, session, scheduler.get_run(session, run_id))
 
     @app.get("/v1/runs/{run_id}/blocks", response_model=BlockMap)
     async def blocks(

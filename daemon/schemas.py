@@ -70,6 +70,33 @@ class ResumeRequest(_Wire):
     iterations: int | None = Field(None, ge=1, le=10**9, description="train: new total.")
 
 
+class VolumeScores(_Wire):
+    """One validation volume's scores at the point's threshold."""
+
+    voi_split: float | None = None
+    voi_merge: float | None = None
+    voi: float | None = None
+    arand: float | None = None
+    voxels: int | None = Field(None, description="Voxels scored (labelled, unmasked).")
+
+
+class ValidationPoint(_Wire):
+    """One validation of a training run: the scores over all validation volumes at the
+    threshold with the lowest VOI. Missing and NaN scores are null."""
+
+    step: int = Field(description="The training iteration validated.")
+    attempt: int = Field(description="The attempt that reported it (the latest wins).")
+    voi_split: float | None
+    voi_merge: float | None
+    voi: float | None = Field(description="voi_split + voi_merge; lower is better.")
+    arand: float | None = Field(description="Adapted Rand error; lower is better.")
+    threshold: float | None = Field(description="The agglomeration threshold scored.")
+    seconds: float | None = Field(description="How long the validation took.")
+    best: bool = Field(description="The run's lowest VOI so far (the earliest on ties).")
+    volumes: dict[str, VolumeScores] = Field(description="The scores of each volume.")
+    t: float | None = Field(description="Unix time of the event.")
+
+
 class RunInfo(_Wire):
     """One run, as lists show it; cheap to produce (no config, no metrics)."""
 
@@ -101,6 +128,9 @@ class RunInfo(_Wire):
     parent: str | None
     after: list[str]
     run_dir: str
+    best_validation: ValidationPoint | None = Field(
+        None, description="The validation point with the lowest VOI (train runs)."
+    )
 
 
 class Attempt(_Wire):
@@ -131,11 +161,21 @@ class RunDetail(RunInfo):
     latest_metrics: list[MetricPoint]
     last_checkpoint: str | None
     result: dict[str, Any] | None
+    validation: list[ValidationPoint] = Field(
+        default_factory=list, description="Every validation point, in step order."
+    )
 
 
 class Metrics(_Wire):
     run: str
     points: list[MetricPoint]
+
+
+class Validation(_Wire):
+    """GET /v1/runs/{id}/validation: the run's validation points, in step order."""
+
+    run: str
+    points: list[ValidationPoint]
 
 
 class LogChunk(_Wire):
@@ -182,6 +222,9 @@ class CheckpointInfo(_Wire):
     path: str
     size_bytes: int
     modified: datetime
+    best: bool = Field(
+        False, description="The checkpoint of the best validation (checkpoints/best.json)."
+    )
 
 
 class Checkpoints(_Wire):

@@ -29,6 +29,7 @@ from daemon.tables import (
     RunConfigRow,
     RunRow,
     SchemaVersionRow,
+    ValidationRow,
 )
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,20 @@ def _blocks_with_grid(conn: Connection) -> None:
     BlockGridRow.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _blocks_with_grid}
+def _validation(conn: Connection) -> None:
+    """2 → 3: validation points get a table, and runs their best point."""
+    present = {row[1] for row in conn.execute(text("PRAGMA table_info(run)"))}
+    for column, kind in (
+        ("best_step", "INTEGER"),
+        ("best_voi", "FLOAT"),
+        ("best_threshold", "FLOAT"),
+    ):
+        if column not in present:
+            conn.execute(text(f"ALTER TABLE run ADD COLUMN {column} {kind}"))
+    ValidationRow.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _blocks_with_grid, 2: _validation}
 
 
 class StoreError(DaemonError):
@@ -247,6 +261,41 @@ class Store:
             if row is not None:
                 latest.append(row)
         return latest
+
+    # ---- validation --------------------------------------------------------------------
+    def validation(self, session: Session, run_seq: int) -> Sequence[ValidationRow]:
+        return session.exec(
+            select(ValidationRow)
+            .where(ValidationRow.run_seq == run_seq)
+            .order_by(col(ValidationRow.step))
+        ).all()
+
+    def best_validation(self, session: Session, run_seq: int) -> ValidationRow | None:
+        """The point with the lowest VOI; the earliest step wins a tie."""
+        return session.exec(
+            select(ValidationRow)
+            .where(ValidationRow.run_seq == run_seq, col(ValidationRow.voi).is_not(None))
+            .order_by(col(ValidationRow.voi), col(ValidationRow.step))
+            .limit(1)
+        ).first()
+
+    def best_validations(
+        self, session: Session, runs: Iterable[RunRow]
+    ) -> dict[int, ValidationRow]:
+        """Run seq → its best point (as denormalised on the run), for runs that have one."""
+        seqs = [r.seq for r in runs if r.seq is not None and r.best_step is not None]
+        if not seqs:
+            return {}
+        rows = session.exec(
+            select(ValidationRow)
+            .join(
+                RunRow,
+                (col(RunRow.seq) == col(ValidationRow.run_seq))
+                & (col(RunRow.best_step) == col(ValidationRow.step)),
+            )
+            .where(col(ValidationRow.run_seq).in_(seqs))
+        ).all()
+        return {row.run_seq: row for row in rows}
 
     # ---- blocks -------------------------------------------------------------------------
     def block_grids(self, session: Session, run_seq: int) -> Sequence[BlockGridRow]:

@@ -1,7 +1,8 @@
 """The SQLite tables (sqlmodel). Times are Unix seconds (floats); the API converts them.
 
-Runs carry denormalised progress (latest loss, step, done/total, rate) updated as events
-arrive, so listing runs never touches the metric table.
+Runs carry denormalised progress (latest loss, step, done/total, rate) and their best
+validation point updated as events arrive, so listing runs never scans the metric or
+validation tables.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class SchemaVersionRow(SQLModel, table=True):
@@ -72,6 +73,10 @@ class RunRow(SQLModel, table=True):
     progress_done0: int | None = None
     last_checkpoint: str | None = None
     result_json: str | None = None
+    # Schema 3: the validation point with the lowest VOI (the earliest step on ties).
+    best_step: int | None = None
+    best_voi: float | None = None
+    best_threshold: float | None = None
 
 
 class RunConfigRow(SQLModel, table=True):
@@ -118,6 +123,28 @@ class MetricRow(SQLModel, table=True):
     step: int
     attempt: int
     value: float | None = None
+    t: float | None = None
+
+
+class ValidationRow(SQLModel, table=True):
+    """One validation point of a training run (`validation` events; schema 3).
+
+    A resumed run that validates a step again replaces its row: the newer model is the
+    one whose checkpoint now carries that step.
+    """
+
+    __tablename__ = "validation"
+
+    run_seq: int = Field(primary_key=True, foreign_key="run.seq")
+    step: int = Field(primary_key=True)
+    attempt: int
+    voi_split: float | None = None
+    voi_merge: float | None = None
+    voi: float | None = None
+    arand: float | None = None
+    threshold: float | None = None
+    seconds: float | None = None
+    volumes_json: str = "{}"  # volume name -> its scores, as the engine reported them
     t: float | None = None
 
 

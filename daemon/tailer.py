@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session
 
 from daemon.store import Store
-from daemon.tables import BlockGridRow, BlockRow, RunRow
+from daemon.tables import BlockGridRow, BlockRow, RunRow, ValidationRow
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class Tailer:
         assert run.seq is not None
         metrics: list[dict[str, Any]] = []
         blocks: dict[str, BlockRow] = {}  # this batch's rows, not yet flushed
+        validations: dict[int, ValidationRow] = {}
         for event in events:
             kind = event.get("type")
             try:
@@ -98,6 +100,8 @@ class Tailer:
                     run.error = str(event.get("message"))[:4000]
                 elif kind == "block":
                     self._block(session, run.seq, event, blocks)
+                elif kind == "validation":
+                    self._validation(session, run, event, validations)
                 elif kind == "blockgrid":
                     session.merge(
                         BlockGridRow(
@@ -110,10 +114,22 @@ class Tailer:
                             t=_float(event.get("t")),
                         )
                     )
-            except (TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError) as exc:
                 logger.warning("run %s: skipped malformed event %r (%s)", run.id, event, exc)
         self.store.add_metrics(session, metrics)
+        if validations:
+            self._best(session, run)
         session.add(run)
+
+    def _best(self, session: Session, run: RunRow) -> None:
+        # Recomputed from the table rather than taken from the events' `best` flags: a
+        # resumed run that validates a step again may make that step worse, and then an
+        # older point is the best again.
+        assert run.seq is not None
+        best = self.store.best_validation(session, run.seq)
+        run.best_step = None if best is None else best.step
+        run.best_voi = None if best is None else best.voi
+        run.best_threshold = None if best is None else best.threshold
 
     @staticmethod
     def _block(
@@ -136,6 +152,28 @@ class Tailer:
         elif status == "done":
             # A retried block that succeeded has no error any more.
             row.error, row.seconds = None, _float(event.get("seconds"))
+        session.add(row)
+
+    @staticmethod
+    def _validation(
+        session: Session, run: RunRow, event: dict[str, Any], batch: dict[int, ValidationRow]
+    ) -> None:
+        assert run.seq is not None
+        step = int(event["step"])
+        volumes = event.get("volumes")
+        row = batch.get(step) or session.get(ValidationRow, (run.seq, step))
+        if row is None:
+            row = ValidationRow(run_seq=run.seq, step=step, attempt=max(run.attempts, 1))
+        batch[step] = row
+        row.attempt = max(run.attempts, 1)
+        row.voi_split = _finite(event.get("voi_split"))
+        row.voi_merge = _finite(event.get("voi_merge"))
+        row.voi = _finite(event.get("voi"))
+        row.arand = _finite(event.get("arand"))
+        row.threshold = _finite(event.get("threshold"))
+        row.seconds = _finite(event.get("seconds"))
+        row.volumes_json = json.dumps(_volumes(volumes) if isinstance(volumes, dict) else {})
+        row.t = _float(event.get("t"))
         session.add(row)
 
     def _metric(self, run: RunRow, event: dict[str, Any], out: list[dict[str, Any]]) -> None:
@@ -178,3 +216,23 @@ def _float(value: Any) -> float | None:
     if value is None:
         return None
     return float(value)
+
+
+def _finite(value: Any) -> float | None:
+    """A score, or None for a missing or NaN one (JSON has no NaN on the wire)."""
+    number = _float(value)
+    return number if number is not None and math.isfinite(number) else None
+
+
+def _volumes(volumes: dict[Any, Any]) -> dict[str, dict[str, float | int | None]]:
+    """Each volume's numeric scores (voxel counts stay integers), NaN as None."""
+    clean: dict[str, dict[str, float | int | None]] = {}
+    for name, scores in volumes.items():
+        if not isinstance(scores, dict):
+            continue
+        clean[str(name)] = {
+            str(key): value if isinstance(value, int) else _finite(value)
+            for key, value in scores.items()
+            if isinstance(value, int | float | None) and not isinstance(value, bool)
+        }
+    return clean

@@ -1,8 +1,10 @@
-"""Rows to wire models: what RunInfo, RunDetail and MetricPoint are made of."""
+"""Rows to wire models: what RunInfo, RunDetail, MetricPoint and ValidationPoint are
+made of."""
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -22,12 +24,27 @@ from daemon.schemas import (
     RunDetail,
     RunInfo,
     RunState,
+    Validation,
+    ValidationPoint,
+    VolumeScores,
 )
 from daemon.store import Store
-from daemon.tables import AttemptRow, BlockGridRow, BlockRow, MetricRow, ProjectRow, RunRow
+from daemon.tables import (
+    AttemptRow,
+    BlockGridRow,
+    BlockRow,
+    MetricRow,
+    ProjectRow,
+    RunRow,
+    ValidationRow,
+)
+
+logger = logging.getLogger(__name__)
 
 # engine.checkpoints names them so; the daemon reads the run directory, not engine code.
 _CHECKPOINT = re.compile(r"checkpoint_(\d+)\.pt")
+# The engine names the best validation's checkpoint here (kept through rotation).
+_BEST = "best.json"
 _STATUSES = ("pending", "running", "done", "failed")
 
 
@@ -45,7 +62,9 @@ def _eta(run: RunRow) -> float | None:
     return max(run.progress_total - (run.progress_done or 0), 0) / run.rate
 
 
-def run_info(run: RunRow, project: ProjectRow, after: list[str]) -> RunInfo:
+def run_info(
+    run: RunRow, project: ProjectRow, after: list[str], best: ValidationRow | None = None
+) -> RunInfo:
     return RunInfo(
         id=run.id,
         project=project.name,
@@ -73,17 +92,62 @@ def run_info(run: RunRow, project: ProjectRow, after: list[str]) -> RunInfo:
         parent=run.parent,
         after=after,
         run_dir=run.run_dir,
+        best_validation=None if best is None else validation_point(best, run.best_step),
     )
 
 
 def run_infos(store: Store, session: Session, runs: Sequence[RunRow]) -> list[RunInfo]:
     projects = store.projects_by_id(session, (r.project_id for r in runs))
     after = store.dependency_ids(session, (r.seq for r in runs if r.seq is not None))
-    return [run_info(r, projects[r.project_id], after.get(r.seq or 0, [])) for r in runs]
+    best = store.best_validations(session, runs)
+    return [
+        run_info(r, projects[r.project_id], after.get(r.seq or 0, []), best.get(r.seq or 0))
+        for r in runs
+    ]
 
 
 def metric_point(row: MetricRow) -> MetricPoint:
     return MetricPoint(name=row.name, step=row.step, value=row.value, attempt=row.attempt, t=row.t)
+
+
+def _volume_scores(text: str) -> dict[str, VolumeScores]:
+    try:
+        volumes = json.loads(text)
+    except ValueError:
+        return {}
+    fields = VolumeScores.model_fields
+    scores = {}
+    for name, values in volumes.items() if isinstance(volumes, dict) else ():
+        if isinstance(values, dict):
+            # Scores this daemon does not know (a newer engine's) are left out.
+            known = {k: v for k, v in values.items() if k in fields}
+            try:
+                scores[name] = VolumeScores.model_validate(known)
+            except ValueError:
+                logger.warning("skipped unreadable scores of volume %s: %r", name, values)
+    return scores
+
+
+def validation_point(row: ValidationRow, best_step: int | None) -> ValidationPoint:
+    return ValidationPoint(
+        step=row.step,
+        attempt=row.attempt,
+        voi_split=row.voi_split,
+        voi_merge=row.voi_merge,
+        voi=row.voi,
+        arand=row.arand,
+        threshold=row.threshold,
+        seconds=row.seconds,
+        best=row.step == best_step,
+        volumes=_volume_scores(row.volumes_json),
+        t=row.t,
+    )
+
+
+def validation(store: Store, session: Session, run: RunRow) -> Validation:
+    assert run.seq is not None
+    rows = store.validation(session, run.seq)
+    return Validation(run=run.id, points=[validation_point(r, run.best_step) for r in rows])
 
 
 def attempt(row: AttemptRow) -> Attempt:
@@ -115,6 +179,7 @@ def run_detail(store: Store, session: Session, run: RunRow) -> RunDetail:
         latest_metrics=[metric_point(m) for m in store.latest_metrics(session, run.seq)],
         last_checkpoint=run.last_checkpoint,
         result=loads(run.result_json) or None,
+        validation=validation(store, session, run).points,
     )
 
 
@@ -180,9 +245,20 @@ def block_map(store: Store, session: Session, run: RunRow, task: str | None) -> 
     return BlockMap(run=run.id, tasks=tasks)
 
 
+def _best_iteration(folder: Path) -> int | None:
+    """The iteration checkpoints/best.json names, or None (no validation, or unreadable)."""
+    try:
+        best = json.loads((folder / _BEST).read_text())
+        return int(best["iteration"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
 def checkpoints(run: RunRow) -> Checkpoints:
-    """The complete checkpoints in RUN_DIR/checkpoints (temporary files are not listed)."""
+    """The complete checkpoints in RUN_DIR/checkpoints (temporary files are not listed),
+    the best validation's marked."""
     folder = Path(run.run_dir) / "checkpoints"
+    best = _best_iteration(folder)
     found = []
     try:
         entries = list(folder.iterdir())
@@ -202,6 +278,7 @@ def checkpoints(run: RunRow) -> Checkpoints:
                 path=str(path),
                 size_bytes=stat.st_size,
                 modified=when(stat.st_mtime),  # type: ignore[arg-type]
+                best=int(match.group(1)) == best,
             )
         )
     found.sort(key=lambda c: c.iteration)

@@ -45,6 +45,7 @@ def test_unknown_runs_and_wrong_states(module_daemon: Daemon) -> None:
         for method, path in [
             ("GET", "/v1/runs/nope"),
             ("GET", "/v1/runs/nope/metrics"),
+            ("GET", "/v1/runs/nope/validation"),
             ("GET", "/v1/runs/nope/log"),
             ("POST", "/v1/runs/nope/cancel"),
             ("POST", "/v1/runs/nope/resume"),

@@ -134,11 +134,14 @@ def test_a_schema_1_database_gains_the_block_columns_and_keeps_its_rows(tmp_path
     run_dir = tmp_path / "p" / "runs" / "predict-1"
     run = _run(store, run_dir, state="succeeded")
     store.close()
-    # Take the database back to what schema 1 had.
+    # Take the database back to what schema 1 had (without schema 3's additions either).
     with sqlite3.connect(path) as db:
         for column in ("task", "grid", "error", "seconds"):
             db.execute(f"ALTER TABLE block DROP COLUMN {column}")
+        for column in ("best_step", "best_voi", "best_threshold"):
+            db.execute(f"ALTER TABLE run DROP COLUMN {column}")
         db.execute("DROP TABLE blockgrid")
+        db.execute("DROP TABLE validation")
         db.execute("UPDATE schema_version SET version = 1")
         db.execute(
             "INSERT INTO block (run_seq, block_id, status, worker, t) VALUES (?, 'x:3', 'done', "
@@ -146,7 +149,7 @@ def test_a_schema_1_database_gains_the_block_columns_and_keeps_its_rows(tmp_path
             (run.seq,),
         )
     store = Store(path)
-    assert store.version() == SCHEMA_VERSION == 2
+    assert store.version() == SCHEMA_VERSION == 3
     with store.session() as session:
         row = session.get(RunRow, run.seq)
         assert row is not None
