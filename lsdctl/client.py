@@ -32,6 +32,7 @@ from daemon.schemas import (
     RunCreate,
     RunDetail,
     RunInfo,
+    Validation,
 )
 from lsdctl.errors import LsdctlError, UsageError
 
@@ -195,6 +196,9 @@ class DaemonClient:
             self._call("GET", f"/runs/{_id(run_id)}/metrics", params=params)
         )
 
+    def validation(self, run_id: str) -> Validation:
+        return Validation.model_validate(self._call("GET", f"/runs/{_id(run_id)}/validation"))
+
     def log(self, run_id: str, offset: int = 0) -> LogChunk:
         return LogChunk.model_validate(
             self._call("GET", f"/runs/{_id(run_id)}/log", params={"offset": offset})
@@ -270,6 +274,9 @@ class AsyncDaemonClient:
         return Metrics.model_validate(
             await self._call("GET", f"/runs/{_id(run_id)}/metrics", params=params)
         )
+
+    async def validation(self, run_id: str) -> Validation:
+        return Validation.model_validate(await self._call("GET", f"/runs/{_id(run_id)}/validation"))
 
     async def log(self, run_id: str, offset: int = 0) -> LogChunk:
         return LogChunk.model_validate(
