@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from daemon.schemas import RunDetail, RunInfo, RunState
+from daemon.schemas import RunDetail, RunInfo, RunState, ValidationPoint
 from lsdctl.cli._follow import follow
 from lsdctl.cli._guard import guarded
 from lsdctl.cli.train import report_run
@@ -40,6 +40,16 @@ def _eta(run: RunInfo) -> str:
     return f"{hours}:{minutes:02d}:{seconds:02d}"
 
 
+def _score(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _best(run: RunInfo) -> str:
+    """The best validation as `VOI @STEP`; blank for runs never validated."""
+    best = run.best_validation
+    return "" if best is None else f"{_score(best.voi)} @{best.step}"
+
+
 @guarded
 def runs(
     project: str | None = typer.Option(None, "--project", "-P", help="Only this project."),
@@ -60,7 +70,17 @@ def runs(
         typer.echo("no runs yet: `lsdctl train --project NAME` starts one")
         return
     table = Table(box=None, pad_edge=False)
-    for name in ("ID", "PROJECT", "STATE", "PROGRESS", "LOSS", "ETA", "CREATED", "NOTE"):
+    for name in (
+        "ID",
+        "PROJECT",
+        "STATE",
+        "PROGRESS",
+        "LOSS",
+        "BEST VAL",
+        "ETA",
+        "CREATED",
+        "NOTE",
+    ):
         table.add_column(name, no_wrap=name != "NOTE", overflow="fold")
     for run in listed:
         table.add_row(
@@ -69,6 +89,7 @@ def runs(
             run.state.value,
             _progress(run),
             f"{run.latest_loss:.4f}" if run.latest_loss is not None else "-",
+            _best(run),
             _eta(run),
             _local(run.created),
             run.reason if run.state != RunState.SUCCEEDED else "",
@@ -89,6 +110,29 @@ def show(
         typer.echo(json.dumps(run.model_dump(mode="json"), indent=2))
         return
     _print_detail(run)
+    if run.validation:
+        _print_validation(run.validation)
+
+
+def _print_validation(points: list[ValidationPoint]) -> None:
+    """Every validation point; the best (lowest VOI) marked with `*` and in bold."""
+    typer.echo("")
+    table = Table(box=None, pad_edge=False, title="validation", title_justify="left")
+    for name in ("", "STEP", "VOI SPLIT", "VOI MERGE", "VOI", "ARAND", "THRESHOLD", "SECONDS"):
+        table.add_column(name, justify="left" if not name else "right", no_wrap=True)
+    for point in points:
+        table.add_row(
+            "*" if point.best else "",
+            str(point.step),
+            _score(point.voi_split),
+            _score(point.voi_merge),
+            _score(point.voi),
+            _score(point.arand),
+            _score(point.threshold, 2),
+            "-" if point.seconds is None else f"{point.seconds:.1f}",
+            style="bold" if point.best else None,
+        )
+    Console(width=200 if not Console().is_terminal else None).print(table)
 
 
 def _print_detail(run: RunDetail) -> None:
@@ -108,6 +152,16 @@ def _print_detail(run: RunDetail) -> None:
         ("run dir", run.run_dir),
         ("checkpoint", run.last_checkpoint or "-"),
     ]
+    best = run.best_validation
+    if best is not None:
+        rows.append(
+            (
+                "best val",
+                f"VOI {_score(best.voi)} at step {best.step}, threshold "
+                f"{_score(best.threshold, 2)} (split {_score(best.voi_split)}, merge "
+                f"{_score(best.voi_merge)}, ARAND {_score(best.arand)})",
+            )
+        )
     if run.error:
         rows.append(("error", run.error))
     if run.after:
