@@ -165,7 +165,7 @@ _MODEL = {
 }
 _REASONS = {
     "DATA.HOME": "paths are per project in lsdctl (projects/NAME)",
-    "DATA.DATA_DIR_PATH": "volumes live in the project's train/ and test/ folders",
+    "DATA.DATA_DIR_PATH": "volumes live in the project's train/, val/ and test/ folders",
     "DATA.BRAIN_VOL": "volumes are imported with `lsdctl data import`",
     "TRAIN.DEVICE": "lsdctl picks CUDA when the daemon reserved a GPU, else the CPU",
     "TRAIN.CHECKPOINT": "pass --checkpoint to `lsdctl predict`",

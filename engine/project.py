@@ -1,7 +1,9 @@
-"""The on-disk layout of a project: `ROOT/NAME/{project.toml,train/,test/,runs/}`.
+"""The on-disk layout of a project: `ROOT/NAME/{project.toml,train/,val/,test/,runs/}`.
 
 `ROOT` is `$LSDCTL_PROJECTS`, or `./projects`. Volumes are zarr containers in `train/`
-(what training samples from) and `test/` (what predict and evaluate use).
+(what training samples from), `val/` (what chooses the checkpoint and the segmentation
+threshold) and `test/` (what predict and evaluate use). Projects made before `val/`
+existed have no such folder: they simply have no validation volumes.
 """
 
 from __future__ import annotations
@@ -16,8 +18,16 @@ from engine import config as cfg
 from engine.errors import InputError
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")
+# Splits whose volumes must have labels: training learns from them, validation scores them.
+LABELLED_SPLITS = ("train", "val")
+SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 CONFIG_FILE = "project.toml"
+
+
+def splits_text() -> str:
+    """`train, val or test`: for messages that list the splits."""
+    return f"{', '.join(SPLITS[:-1])} or {SPLITS[-1]}"
 
 
 def projects_root() -> Path:
@@ -54,7 +64,7 @@ class Project:
 
     def split_dir(self, split: str) -> Path:
         if split not in SPLITS:
-            raise InputError(f"unknown split {split!r}: use train or test")
+            raise InputError(f"unknown split {split!r}: use {splits_text()}")
         return self.path / split
 
     def volumes(self, split: str) -> list[Path]:

@@ -246,14 +246,14 @@ def _str_list(value: Any, what: str) -> list[str]:
 
 
 def _source_volume(project: Project, given: str) -> Path:
-    """A volume to predict: a path, or the name of one in the project's test/ or train/."""
+    """A volume to predict: a path, or the name of one in the project's test/, val/ or train/."""
     path = Path(given).expanduser()
     if path.is_absolute():
         tries = [path]
     else:
         names = [given] if given.endswith(".zarr") else [given, f"{given}.zarr"]
         tries = [project.path / given]
-        tries += [project.path / split / n for split in ("test", "train") for n in names]
+        tries += [project.path / split / n for split in ("test", "val", "train") for n in names]
         tries.append(Path.cwd() / path)
     found = next((p for p in tries if lineage.is_dir(p)), None)
     if found is None:
@@ -261,7 +261,7 @@ def _source_volume(project: Project, given: str) -> Path:
         listed = f" (test volumes: {', '.join(have)})" if have else ""
         raise InputError(
             f"volume {given} not found: give a path, or the name of a volume in "
-            f"{project.name}/test or {project.name}/train{listed}"
+            f"{project.name}/test, {project.name}/val or {project.name}/train{listed}"
         )
     return _check_raw(found.resolve())
 

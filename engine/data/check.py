@@ -1,8 +1,10 @@
 """`lsdctl data check`: what each project volume holds, and every problem with it.
 
 A problem is an `error` when the volume cannot be used for what its split is for
-(training needs raw, labels and labelled voxels at the project's voxel size), and a
-`warning` when it can, but probably not as the user intends.
+(training and validation need raw, labels and labelled voxels at the project's voxel
+size), and a `warning` when it can, but probably not as the user intends: e.g. a
+validation or test volume that shares voxels with a training volume (known from the
+volumes' provenance), whose scores would be optimistic.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from typing import Any, Literal
 import numpy as np
 
 from engine.config import ProjectConfig
-from engine.data import volume
-from engine.project import SPLITS, Project
+from engine.data import provenance, volume
+from engine.project import LABELLED_SPLITS, SPLIT_NAMES, SPLITS, Project
 
 
 @dataclass
@@ -41,6 +43,7 @@ class VolumeReport:
     label_count: int | None = None
     labelled_fraction: float | None = None
     mask_coverage: float | None = None
+    provenance: dict[str, Any] | None = None  # see engine.data.provenance; None before it
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -59,15 +62,42 @@ class VolumeReport:
         self.problems.append(Problem("warning", message))
 
 
+# (split checked, split it must not share voxels with): the warning goes on the first.
+_DISJOINT = (("val", "train"), ("test", "train"), ("test", "val"))
+
+
 def check_project(project: Project) -> list[VolumeReport]:
     config = project.load_config()
-    return [
+    reports = [
         check_volume(path, split, config) for split in SPLITS for path in project.volumes(split)
     ]
+    _check_overlaps(reports)
+    return reports
+
+
+def _check_overlaps(reports: list[VolumeReport]) -> None:
+    origins = [(r, provenance.parse(r.provenance)) for r in reports]
+    known = [(r, o) for r, o in origins if o is not None]
+    for split, other_split in _DISJOINT:
+        for report, origin in known:
+            if report.split != split:
+                continue
+            for other, other_origin in known:
+                if other.split != other_split:
+                    continue
+                found = provenance.overlap(origin, other_origin)
+                if found is not None:
+                    report.warn(
+                        f"{split}/{report.name} overlaps {other_split}/{other.name} "
+                        f"({found.detail}): {SPLIT_NAMES[split]} scores would be optimistic; "
+                        f"{found.remedy}"
+                    )
 
 
 def check_volume(path: Path, split: str, config: ProjectConfig) -> VolumeReport:
     report = VolumeReport(name=path.stem, split=split, path=str(path))
+    origin = provenance.read(path)
+    report.provenance = origin.model_dump(mode="json") if origin is not None else None
     arrays = {}
     for name in volume.array_names(path) if path.is_dir() else []:
         try:
@@ -85,18 +115,22 @@ def check_volume(path: Path, split: str, config: ProjectConfig) -> VolumeReport:
     labels = arrays.get(volume.LABELS)
     mask = arrays.get(volume.MASK)
     training = split == "train"
+    needs_labels = split in LABELLED_SPLITS
     if raw is None:
         report.error("no raw array: re-import the volume with `lsdctl data import`")
     if labels is None:
-        if training:
-            report.error("no labels: training volumes need neuron ids (re-import with --labels)")
+        if needs_labels:
+            report.error(
+                f"no labels: {SPLIT_NAMES[split]} volumes need neuron ids (re-import with "
+                "--labels, or into test/)"
+            )
         else:
             report.warn("no labels: it can be predicted and segmented but not evaluated")
     _check_geometry(report, config, raw, labels, mask)
     if raw is not None:
         _check_raw(report, raw, config, training)
     if labels is not None:
-        _check_labels(report, labels, mask, training, config)
+        _check_labels(report, labels, mask, needs_labels, training, config)
     return report
 
 
@@ -157,8 +191,15 @@ def _check_raw(report: VolumeReport, raw: Any, config: ProjectConfig, training: 
 
 
 def _check_labels(
-    report: VolumeReport, labels: Any, mask: Any, training: bool, config: ProjectConfig
+    report: VolumeReport,
+    labels: Any,
+    mask: Any,
+    needs_labels: bool,
+    training: bool,
+    config: ProjectConfig,
 ) -> None:
+    """`needs_labels`: the split needs labels (empty ones are errors); `training`: it is
+    sampled (a thin mask is a warning)."""
     ids: set[int] = set()
     labelled = masked = 0
     total = int(np.prod(labels.shape))
@@ -173,10 +214,10 @@ def _check_labels(
     if mask is not None and mask.shape == labels.shape:
         report.mask_coverage = masked / total if total else 0.0
     if not ids:
-        (report.error if training else report.warn)("labels are all 0 (no neuron ids)")
+        (report.error if needs_labels else report.warn)("labels are all 0 (no neuron ids)")
     if report.mask_coverage is not None:
         if report.mask_coverage == 0:
-            (report.error if training else report.warn)(
+            (report.error if needs_labels else report.warn)(
                 "labels_mask is all 0: no voxel counts as labelled"
             )
         elif training and report.mask_coverage < config.preprocess.min_masked:

@@ -5,6 +5,7 @@ voxel size, offset). The copy then goes block by block (never the whole volume i
 memory) into a hidden `.NAME.zarr.partial-PID` folder that is renamed into place at the
 end; any failure, including one found while copying (NaN in raw, negative labels) or
 Ctrl-C, removes it, so a volume is either fully imported or not there at all.
+The volume's group attributes record where it came from (`engine.data.provenance`).
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from engine.data import volume
+from engine.data import provenance, volume
 from engine.data.sources import Source, open_source
 from engine.errors import InputError
-from engine.project import Project, check_name
+from engine.project import LABELLED_SPLITS, SPLIT_NAMES, Project, check_name
 
 Progress = Callable[[int, int], None]
 
@@ -95,12 +96,21 @@ def import_volume(
         if mask is not None:
             sources.append(mask)
         plan = _plan(request, config.data.voxel_size, dims, raw, labels, mask)
-        if request.split == "train" and labels is None:
+        if request.split in LABELLED_SPLITS and labels is None:
             raise InputError(
-                f"no labels found for training volume {name}: pass --labels FILE and/or "
-                "--labels-key K, or import it with --split test"
+                f"no labels found for {SPLIT_NAMES[request.split]} volume {name}: pass "
+                "--labels FILE and/or --labels-key K, or import it with --split test"
             )
-        return _copy(project, target, plan, raw, labels, mask, progress)
+        origin = provenance.Imported(
+            raw=_source_array(raw),
+            labels=_source_array(labels) if labels is not None else None,
+            mask=_source_array(mask) if mask is not None else None,
+            source_start=[s.start for s in plan.slices],
+            source_stop=[s.stop for s in plan.slices],
+            roi=provenance.world_roi(plan.offset, plan.shape, plan.voxel_size),
+            voxel_size=list(plan.voxel_size),
+        )
+        return _copy(project, target, plan, raw, labels, mask, origin, progress)
     finally:
         for source in sources:
             source.close()
@@ -112,6 +122,11 @@ def _stem(path: Path) -> str:
         if stem.lower().endswith(suffix):
             return stem[: -len(suffix)]
     return path.stem
+
+
+def _source_array(source: Source) -> provenance.SourceArray:
+    # Absolute and with links resolved: two imports of one file match however it was named.
+    return provenance.SourceArray(path=str(source.path.resolve()), key=source.key)
 
 
 def _open_labels(request: ImportRequest, raw: Source) -> Source | None:
@@ -293,6 +308,7 @@ def _copy(
     raw: Source,
     labels: Source | None,
     mask: Source | None,
+    origin: provenance.Imported,
     progress: Progress | None,
 ) -> ImportReport:
     shape = plan.shape
@@ -303,6 +319,7 @@ def _copy(
     if raw.dtype != np.uint8:
         scale_from = _raw_range(raw, plan, progress, total)
     with volume.staged(target) as tmp:
+        volume.write_group_attrs(tmp, provenance.to_attrs(origin))
         out_raw = volume.create_array(
             tmp, volume.RAW, shape, np.uint8, plan.voxel_size, plan.offset
         )

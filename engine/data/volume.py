@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +184,13 @@ def staged(target: Path) -> Iterator[Path]:
         raise
 
 
+def write_group_attrs(container: Path, attrs: Mapping[str, Any]) -> None:
+    """Add `attrs` to the attributes of the zarr group `container` (created if absent)."""
+    import zarr
+
+    zarr.open_group(str(container), mode="a").attrs.update(dict(attrs))
+
+
 def write_volume(
     target: Path,
     raw: np.ndarray,
@@ -191,10 +198,16 @@ def write_volume(
     voxel_size: Sequence[int],
     offset: Sequence[int] | None = None,
     mask: np.ndarray | None = None,
+    attrs: Mapping[str, Any] | None = None,
 ) -> None:
-    """Write in-memory arrays as a project volume (atomically, see `staged`)."""
+    """Write in-memory arrays as a project volume (atomically, see `staged`).
+
+    `attrs` go to the volume's group attributes (e.g. its provenance).
+    """
     offset = offset or [0] * len(voxel_size)
     with staged(target) as tmp:
+        if attrs:
+            write_group_attrs(tmp, attrs)
         create_array(tmp, RAW, raw.shape, np.uint8, voxel_size, offset)[:] = raw
         if labels is not None:
             create_array(tmp, LABELS, labels.shape, np.uint64, voxel_size, offset)[:] = labels

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from engine.project import Project, check_name
+from engine.project import LABELLED_SPLITS, Project, check_name
 from lsdctl.cli._guard import guarded, parse_ints
 
 app = typer.Typer(
@@ -20,8 +20,15 @@ app = typer.Typer(
 
 _PROJECT = typer.Option(..., "--project", "-P", help="Project name (see `lsdctl init`).")
 _SPLIT = typer.Option(
-    "train", "--split", help="train (sampled for training) or test (predicted and evaluated)."
+    "train",
+    "--split",
+    help="train (sampled for training), val (chooses the checkpoint and the segmentation "
+    "threshold; needs labels) or test (predicted and scored).",
 )
+
+# `data synth`'s default seed per split (test's 1 predates val): the splits never share a
+# volume unless asked to.
+_SYNTH_SEEDS = {"train": 0, "val": 2, "test": 1}
 
 
 def _progress() -> Progress:
@@ -73,12 +80,18 @@ def import_(
     """Copy a volume into PROJECT/SPLIT/NAME.zarr as raw (uint8), labels (uint64), labels_mask.
 
     Reads block by block with a progress bar; a volume is written completely or not at all.
+    The source file, key and region are recorded in the volume, so that `data check` warns
+    when a val or test volume overlaps a training one.
 
     Examples:
 
       lsdctl data import sample_A.hdf --project brain1            # CREMI: keys and resolution found
 
       lsdctl data import train-image.h5 --labels train-gt.h5 --project p --voxel-size 10,10,10
+
+      lsdctl data import stack.h5 --project p --crop 0:30,:,: --name stack_train
+
+      lsdctl data import stack.h5 --project p --crop 30:35,:,: --name stack_val --split val
     """
     from engine.data.importer import ImportRequest, import_volume, parse_crop
 
@@ -130,7 +143,7 @@ def synth(
         None, "--shape", help="Shape in voxels, z,y,x (default: fits the model twice per axis)."
     ),
     seed: int | None = typer.Option(
-        None, "--seed", help="Random seed (default: 0 for train, 1 for test)."
+        None, "--seed", help="Random seed (default: 0 for train, 2 for val, 1 for test)."
     ),
     name: str | None = typer.Option(None, "--name", help="Volume name (default: synth<seed>)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a volume of the same name."),
@@ -140,13 +153,15 @@ def synth(
     Dark membranes between textured cell bodies, blurred and noisy, at the project's
     voxel size; the same seed always gives the same volume.
     """
+    from engine.data import provenance
     from engine.data.volume import write_volume
     from engine.errors import InputError
     from engine.synth import synthesize
 
     proj = Project.open(project)
     config = proj.load_config()
-    seed = seed if seed is not None else (0 if split == "train" else 1)
+    proj.split_dir(split)  # an unknown split fails before any work
+    seed = seed if seed is not None else _SYNTH_SEEDS[split]
     volume_name = check_name(name or f"synth{seed}", what="volume name")
     target = proj.split_dir(split) / f"{volume_name}.zarr"
     if target.exists() and not overwrite:
@@ -159,7 +174,13 @@ def synth(
     if len(size) != dims:
         raise InputError(f"--shape needs {dims} values for this {dims}D project, got {size}")
     raw, labels = synthesize(size, config.data.voxel_size, seed=seed)
-    write_volume(target, raw, labels, config.data.voxel_size)
+    origin = provenance.Synthesized(
+        seed=seed,
+        shape=list(raw.shape),
+        voxel_size=list(config.data.voxel_size),
+        roi=provenance.world_roi([0] * dims, raw.shape, config.data.voxel_size),
+    )
+    write_volume(target, raw, labels, config.data.voxel_size, attrs=provenance.to_attrs(origin))
     typer.echo(
         f"wrote {split}/{volume_name}.zarr: shape {list(raw.shape)}, {int(labels.max())} cells, "
         f"voxel size {config.data.voxel_size} nm (seed {seed})"
@@ -179,19 +200,22 @@ def check(
 ) -> None:
     """Report each volume's shape, dtype, voxel size, offset, labels and mask, and every problem.
 
-    Exits 1 when a training volume is unusable (or there is none), 0 otherwise.
+    Volumes of train/, val/ and test/; a val or test volume that shares voxels with a
+    training volume (or a test volume with a val one) is warned about. Exits 1 when a
+    training or validation volume is unusable (or there is no training volume), 0 otherwise.
     """
     from engine.data.check import check_project
 
     proj = Project.open(project)
     reports = check_project(proj)
-    train_ok = any(r.split == "train" for r in reports) and all(
-        r.usable for r in reports if r.split == "train"
+    # Training reads the val volumes too (to choose the checkpoint): both must be usable.
+    ok = any(r.split == "train" for r in reports) and all(
+        r.usable for r in reports if r.split in LABELLED_SPLITS
     )
     if as_json:
         typer.echo(
             json.dumps(
-                {"project": project, "ok": train_ok, "volumes": [r.to_dict() for r in reports]},
+                {"project": project, "ok": ok, "volumes": [r.to_dict() for r in reports]},
                 indent=2,
             )
         )
@@ -202,7 +226,7 @@ def check(
             f"no training volumes: add one with `lsdctl data import FILE --project {project}` "
             f"or `lsdctl data synth --project {project}`"
         )
-    if not train_ok:
+    if not ok:
         raise typer.Exit(1)
 
 

@@ -29,7 +29,15 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from engine.project import CONFIG_FILE, SPLITS, Project, check_name, init_project, projects_root
+from engine.project import (
+    CONFIG_FILE,
+    SPLITS,
+    Project,
+    check_name,
+    init_project,
+    projects_root,
+    splits_text,
+)
 from lsdctl.cli import data as data_cli
 from lsdctl.cli._guard import guarded
 from lsdctl.errors import LsdctlError, UsageError
@@ -75,7 +83,10 @@ def cremi(
         help="Project to import into; created from the cremi preset if it does not exist.",
     ),
     split: str = typer.Option(
-        "train", "--split", help="train (sampled for training) or test (predicted and evaluated)."
+        "train",
+        "--split",
+        help="train (sampled for training), val (chooses the checkpoint and the segmentation "
+        "threshold) or test (predicted and scored).",
     ),
     url_base: str | None = typer.Option(
         None,
@@ -101,7 +112,7 @@ def cremi(
     if letter not in CREMI_FILES:
         raise UsageError(f"unknown CREMI sample {sample!r}: use A, B or C")
     if split not in SPLITS:
-        raise UsageError(f"unknown split {split!r}: use train or test")
+        raise UsageError(f"unknown split {split!r}: use {splits_text()}")
     check_name(project)
     volume = f"sample_{letter}"
     existing = (projects_root() / project / CONFIG_FILE).is_file()

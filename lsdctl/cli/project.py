@@ -26,7 +26,7 @@ def init(
         help="Rewrite an existing project's config from the preset (keeps data and runs).",
     ),
 ) -> None:
-    """Create projects/NAME with project.toml, train/, test/ and runs/."""
+    """Create projects/NAME with project.toml, train/, val/, test/ and runs/."""
     project = init_project(name, preset=preset, force=force)
     config = project.load_config()
     typer.echo(f"created project {name} at {project.path} (preset {config.preset})")

@@ -238,8 +238,8 @@ BAD = {
         "whole numbers",
     ),
     "bad split": (
-        lambda d: ["data", "import", _cremi(d / "c.hdf"), "--split", "val"],
-        "unknown split",
+        lambda d: ["data", "import", _cremi(d / "c.hdf"), "--split", "validation"],
+        "unknown split 'validation': use train, val or test",
     ),
     "bad name": (
         lambda d: ["data", "import", _cremi(d / "c.hdf"), "--name", "../up"],

@@ -148,7 +148,10 @@ def test_broken_download_resumes_where_it_stopped(
 
 def test_unknown_sample_is_a_usage_error(cli: CliCaller, projects: Path, cache: Path) -> None:
     cli.bad("data", "fetch", "cremi", "--sample", "D", match="use A, B or C")
-    cli.bad("data", "fetch", "cremi", "--sample", "A", "--split", "val", match="split")
+    cli.bad(
+        "data", "fetch", "cremi", "--sample", "A", "--split", "validation",
+        match="unknown split 'validation': use train, val or test",
+    )  # fmt: skip
     assert not projects.exists() and not cache.exists()
 
 

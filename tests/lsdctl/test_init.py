@@ -13,7 +13,7 @@ from tests.conftest import CliCaller, tree
 def test_init_creates_layout_and_says_what_next(cli: CliCaller, projects: Path) -> None:
     result = cli.ok("init", "brain1", "--preset", "cremi")
     root = projects / "brain1"
-    assert {p.name for p in root.iterdir()} == {"project.toml", "train", "test", "runs"}
+    assert {p.name for p in root.iterdir()} == {"project.toml", "train", "val", "test", "runs"}
     config = tomllib.loads((root / "project.toml").read_text())
     assert config["data"]["voxel_size"] == [40, 4, 4]
     assert config["model"]["input_shape"] == [132, 268, 268]
