@@ -89,8 +89,8 @@ class ProjectsScreen(TuiScreen):
         for label, width in (
             ("PROJECT", 14),
             ("PRESET", 8),
-            ("TRAIN", 5),
-            ("TEST", 4),
+            # One count per split, in the order the rows give them (TRAIN, VAL, TEST).
+            *((split.upper(), len(split)) for split in SPLITS),
             ("RUNS", 4),
         ):
             projects.add_column(label, key=label.lower(), width=width)
@@ -130,8 +130,7 @@ class ProjectsScreen(TuiScreen):
             table.add_row(
                 name,
                 summary.config.preset if summary.config else "invalid",
-                str(summary.volumes["train"]),
-                str(summary.volumes["test"]),
+                *(str(summary.volumes[split]) for split in SPLITS),
                 str(summary.runs),
                 key=name,
             )

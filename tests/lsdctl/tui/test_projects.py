@@ -8,10 +8,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input, Select, Static
+from textual.widgets import DataTable, Input, Select, Static
 
 from engine import config as cfg
+from engine.data.volume import write_volume
 from engine.project import Project
+from engine.synth import synthesize
 from lsdctl.tui.screens import ConfigEditorScreen, ProjectsScreen
 from lsdctl.tui.screens.dialogs import ConfirmDialog, NewProjectDialog, SaveConfigDialog
 from tests.lsdctl.tui.conftest import SIZE, app_for, screen_text, showing, until
@@ -26,6 +28,10 @@ def root(tmp_path: Path, template_project: Path) -> Path:
     return tmp_path / "projects"
 
 
+def _rows(table: DataTable[object], columns: int) -> list[list[str]]:
+    return [[str(c) for c in table.get_row_at(i)[:columns]] for i in range(table.row_count)]
+
+
 async def _projects(app: object, pilot: object) -> ProjectsScreen:
     await pilot.press("3")  # type: ignore[attr-defined]
     screen = app.screen  # type: ignore[attr-defined]
@@ -37,6 +43,8 @@ async def _projects(app: object, pilot: object) -> ProjectsScreen:
 async def test_projects_show_volumes_with_data_check_results_and_n_creates_one(
     seeded: Seeded, root: Path
 ) -> None:
+    raw, labels = synthesize((24, 32, 32), (8, 8, 8), seed=2)
+    write_volume(root / "p" / "val" / "v2.zarr", raw, labels, (8, 8, 8))
     app = app_for(seeded.daemon, projects=root)
     async with app.run_test(size=SIZE) as pilot:
         screen = await _projects(app, pilot)
@@ -47,6 +55,16 @@ async def test_projects_show_volumes_with_data_check_results_and_n_creates_one(
         assert "preset tiny · 3D · voxel [8, 8, 8] nm · MTLSD" in text
         assert "synth0" in text and "48x48x48" in text
         assert "every volume passes the data check" in text
+        # val beside train and test: a count per split, and its volumes in the list.
+        projects = screen.query_one("#project-table", DataTable)
+        assert [str(c.label) for c in projects.columns.values()] == [
+            *("PROJECT", "PRESET", "TRAIN", "VAL", "TEST", "RUNS"),
+        ]
+        assert _rows(projects, 6) == [["p", "tiny", "1", "1", "0", "0"]]
+        assert _rows(screen.query_one("#volume-table", DataTable), 3) == [
+            ["train", "synth0", "48x48x48"],
+            ["val", "v2", "24x32x32"],
+        ]
 
         # A broken volume: the check names the problem.
         shutil.rmtree(root / "p" / "train" / "synth0.zarr" / "labels")
@@ -70,9 +88,12 @@ async def test_projects_show_volumes_with_data_check_results_and_n_creates_one(
         assert Project(root / "brain2").load_config().preset == "cremi"
         assert screen.selected is not None and screen.selected.project.name == "brain2"
         # r reloads the list (a project made elsewhere shows up); enter edits one's config.
+        # p3 is as old projects are: no val/ folder; it shows no val volumes.
         shutil.copytree(root / "p", root / "p3")
+        shutil.rmtree(root / "p3" / "val")
         await pilot.press("r")
         await until(pilot, lambda: list(screen.summaries) == ["brain2", "p", "p3"])
+        assert screen.summaries["p3"].volumes == {"train": 1, "val": 0, "test": 0}
         await pilot.press("enter")
         assert isinstance(app.screen, ConfigEditorScreen)
         assert app.screen.project.name == "brain2"
