@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from daemon.schemas import RunInfo
+from daemon.schemas import RunInfo, ValidationPoint
 
 _BAR_FULL = "█"
 _BAR_PARTS = " ▏▎▍▌▋▊▉"
@@ -81,6 +81,13 @@ def gpus(run: RunInfo) -> str:
     if run.gpus_requested and not run.state.terminal:
         return f"({run.gpus_requested})"
     return "-"
+
+
+def validation(point: ValidationPoint) -> str:
+    """A validation point in one phrase: `VOI 0.531 @ 1000 · threshold 0.60`."""
+    voi = "-" if point.voi is None else f"{point.voi:.3f}"
+    threshold = "-" if point.threshold is None else f"{point.threshold:.2f}"
+    return f"VOI {voi} @ {point.step} · threshold {threshold}"
 
 
 def rate_unit(kind: str) -> str:

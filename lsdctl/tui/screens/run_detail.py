@@ -1,5 +1,5 @@
-"""One run: progress, throughput and ETA; its loss curve (train) or block map (predict,
-segment); a live log tail; the resolved config; the checkpoints."""
+"""One run: progress, throughput and ETA; its loss curve and validation curve (train) or
+block map (predict, segment); a live log tail; the resolved config; the checkpoints."""
 
 from __future__ import annotations
 
@@ -21,7 +21,14 @@ from lsdctl.errors import UsageError
 from lsdctl.tui import format as fmt
 from lsdctl.tui.messages import BlockSelected
 from lsdctl.tui.screens.base import RunActionsScreen
-from lsdctl.tui.widgets import BlockMap, DaemonBanner, LogTail, LossChart, NavBar
+from lsdctl.tui.widgets import (
+    BlockMap,
+    DaemonBanner,
+    LogTail,
+    LossChart,
+    NavBar,
+    ValidationChart,
+)
 
 BLOCKWISE = ("predict", "segment")
 TABS = ("overview", "log", "config", "checkpoints")
@@ -70,7 +77,7 @@ class RunDetailScreen(RunActionsScreen):
         self.detail: RunDetail | None = None
         self._last_step: int | None = None
         self._log_offset = 0
-        self._checkpoints: list[tuple[int, str]] = []
+        self._checkpoints: list[tuple[int, str, bool]] = []
 
     def compose(self) -> ComposeResult:
         yield NavBar("runs", title=self.run_id)
@@ -80,6 +87,7 @@ class RunDetailScreen(RunActionsScreen):
             with TabPane("Overview", id="overview"):
                 with Horizontal(id="charts"):
                     yield LossChart(id="loss")
+                    yield ValidationChart(id="validation")
                     yield BlockMap(id="blocks")
                     with VerticalScroll(id="block-info-box"):
                         yield Static("select a block", id="block-info")
@@ -96,7 +104,13 @@ class RunDetailScreen(RunActionsScreen):
 
     def on_mount(self) -> None:
         table = self.query_one("#checkpoint-table", DataTable)
-        for label, width in (("ITERATION", 10), ("FILE", 28), ("SIZE", 10), ("WRITTEN", 16)):
+        for label, width in (
+            ("ITERATION", 10),
+            ("FILE", 28),
+            ("SIZE", 10),
+            ("WRITTEN", 16),
+            ("BEST", 4),
+        ):
             table.add_column(label, key=label.lower(), width=width)
 
     # ---- polling --------------------------------------------------------------------------
@@ -124,6 +138,10 @@ class RunDetailScreen(RunActionsScreen):
         for kind in ("train", "blockwise", "other"):
             self.set_class(kind == _family(run.kind), f"-{kind}")
         self._summary(run)
+        # Training runs that validate: the curve appears with their first point.
+        self.set_class(bool(run.validation), "-validated")
+        if run.validation:
+            self.query_one(ValidationChart).set_points(run.validation)
         if data.points:
             self.query_one(LossChart).set_points(data.points)
             self._last_step = max(step for step, _ in data.points)
@@ -156,13 +174,15 @@ class RunDetailScreen(RunActionsScreen):
                 f"{run.progress_done or 0}/{run.progress_total}"
             )
         rate = "-" if run.rate is None else f"{run.rate:.3g} {fmt.rate_unit(run.kind)}"
+        best = run.best_validation
         lines = [
             f"[b]{escape(run.id)}[/b]  {run.kind} · project {escape(run.project)} · "
             f"[b]{run.state.value}[/b] · attempt {run.attempts} · GPUs {fmt.gpus(run)} · "
             f"started {fmt.local_time(run.started)}",
             f"{progress}  ETA {fmt.duration(run.eta_s)}  throughput {rate}  "
             f"loss {fmt.number(run.latest_loss)}"
-            + (f" @ {run.latest_step}" if run.latest_step is not None else ""),
+            + (f" @ {run.latest_step}" if run.latest_step is not None else "")
+            + (f"  best VOI {fmt.number(best.voi, 3)} @ {best.step}" if best else ""),
         ]
         note = run.error if run.state == RunState.FAILED and run.error else run.reason
         if note and run.state != RunState.SUCCEEDED:
@@ -178,7 +198,7 @@ class RunDetailScreen(RunActionsScreen):
         return "\n".join(parts)
 
     def _show_checkpoints(self, listed: Checkpoints) -> None:
-        rows = [(c.iteration, c.path) for c in listed.checkpoints]
+        rows = [(c.iteration, c.path, c.best) for c in listed.checkpoints]
         if rows == self._checkpoints:
             return
         self._checkpoints = rows
@@ -190,6 +210,7 @@ class RunDetailScreen(RunActionsScreen):
                 c.path.rsplit("/", 1)[-1],
                 fmt.size(c.size_bytes),
                 fmt.local_time(c.modified),
+                "◆" if c.best else "",
                 key=c.path,
             )
 

@@ -12,6 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Footer, Input, Static
 
 from daemon.schemas import RunInfo, RunState
+from lsdctl.tui import format as fmt
 from lsdctl.tui.messages import ColumnClicked, RunHighlighted, RunSelected
 from lsdctl.tui.screens.base import RunActionsScreen
 from lsdctl.tui.screens.dialogs import NewRunDialog
@@ -121,10 +122,14 @@ class RunsScreen(RunActionsScreen):
 
     def _note(self) -> None:
         run = self.selected()
-        text = ""
+        parts = []
         if run is not None:
             text = "done" if run.state == RunState.SUCCEEDED else run.error or run.reason or ""
-        self.query_one("#run-note", Static).update(text.splitlines()[0] if text else "")
+            if text:
+                parts.append(text.splitlines()[0])
+            if run.best_validation is not None:
+                parts.append(f"best {fmt.validation(run.best_validation)}")
+        self.query_one("#run-note", Static).update(" · ".join(parts))
 
     @on(RunHighlighted)
     def _highlighted(self) -> None:

@@ -10,6 +10,7 @@ from lsdctl.tui.widgets.log_tail import LogTail
 from lsdctl.tui.widgets.loss_chart import LossChart
 from lsdctl.tui.widgets.nav_bar import NavBar
 from lsdctl.tui.widgets.run_table import RunTable
+from lsdctl.tui.widgets.validation_chart import ValidationChart
 
 __all__ = [
     "BlockMap",
@@ -20,4 +21,5 @@ __all__ = [
     "LossChart",
     "NavBar",
     "RunTable",
+    "ValidationChart",
 ]

@@ -174,19 +174,33 @@ class LossChart(Widget):
         values = [self._points[s] for s in steps]
         smoothed = ema(values, self.smoothing)
         last, lowest, best = summary
-        title = Text(
-            f"{self.metric}  last {_fmt(last)}  smoothed {_fmt(smoothed[-1])}  "
-            f"min {_fmt(lowest)} @ {best}  smoothing {self.smoothing:.2f}  "
+        parts = [
+            self.metric,
+            f"last {_fmt(last)}",
+            f"smoothed {_fmt(smoothed[-1])}",
+            f"min {_fmt(lowest)} @ {best}",
+            f"smoothing {self.smoothing:.2f}",
             f"{len(values)} points",
-            style=style("loss-chart--title"),
-            no_wrap=True,
-            overflow="ellipsis",
-        )
+        ]
+        title = Text(fit_title(parts, width, drop=(5, 2)), style=style("loss-chart--title"))
         plot_w, plot_h = width - _AXIS_WIDTH, height - 3  # title, x axis and its labels
         if plot_w < 4 or plot_h < 2:
             return title
         raw, line, low, high = plot(steps, values, smoothed, plot_w, plot_h)
         return _compose(title, raw, line, low, high, steps, style)
+
+
+def fit_title(parts: Sequence[str], width: int, drop: Sequence[int] = ()) -> str:
+    """`parts` two spaces apart in `width` cells: the parts at the indices in `drop` go
+    first, in that order, then the end is cut (a wrapped title would push the plot down
+    when the chart shares its row with another)."""
+    kept = list(range(len(parts)))
+    for index in drop:
+        if len("  ".join(parts[i] for i in kept)) <= width:
+            break
+        kept.remove(index)
+    text = "  ".join(parts[i] for i in kept)
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
 def _fmt(value: float) -> str:

@@ -1,6 +1,7 @@
 """History written straight into a daemon's SQLite (through daemon.store) and its
-project's run folders: runs of every kind and state, loss curves, block grids with a
-failed block, logs and checkpoints, all at fixed times so screenshots do not change.
+project's run folders: runs of every kind and state, loss curves, validation points,
+block grids with a failed block, logs and checkpoints, all at fixed times so
+screenshots do not change.
 
 "Running" runs stand on a live `sleep` process of the test's (the daemon re-attaches
 to a running run whose process lives), so they stay running and never train.
@@ -23,6 +24,7 @@ from daemon.tables import (
     RunConfigRow,
     RunRow,
 )
+from daemon.tailer import Tailer
 from engine.project import Project
 from tests.daemon.conftest import Daemon
 
@@ -58,6 +60,37 @@ class Seeded:
 def sleeper_for(daemon: Daemon) -> subprocess.Popen[bytes]:
     """A process for seeded running runs, ended with the daemon's home (LSDCTL_HOME)."""
     return subprocess.Popen(["sleep", "900"], env={**os.environ, "LSDCTL_HOME": str(daemon.home)})
+
+
+# TRAIN_DONE validated every 1000 steps: (step, VOI, threshold); the best is at 4000.
+VALIDATION = [
+    (1000, 1.482, 0.35),
+    (2000, 0.973, 0.45),
+    (3000, 0.768, 0.5),
+    (4000, 0.612, 0.55),
+    (5000, 0.647, 0.55),
+    (6000, 0.655, 0.6),
+]
+
+
+def validation_event(step: int, voi: float, threshold: float, t: float = T0) -> dict[str, object]:
+    """A `validation` event as the engine writes it (scores over one val volume)."""
+    split, merge = round(voi * 0.58, 4), round(voi * 0.42, 4)
+    return {
+        "t": t,
+        "type": "validation",
+        "step": step,
+        "voi_split": split,
+        "voi_merge": merge,
+        "voi": voi,
+        "arand": round(voi / 8, 4),
+        "threshold": threshold,
+        "best": False,
+        "seconds": 14.5,
+        "volumes": {
+            "synth_val": {"voi_split": split, "voi_merge": merge, "voi": voi, "voxels": 110592}
+        },
+    }
 
 
 def loss_curve(steps: int, every: int, seed: float = 0.0) -> list[tuple[int, float]]:
@@ -160,6 +193,23 @@ def seed_history(daemon: Daemon, gpus: bool = False) -> Seeded:
             path = checkpoints / f"checkpoint_{iteration:08d}.pt"
             path.write_bytes(b"\0" * 2048 * (iteration // 1000))
             os.utime(path, (T0 + iteration / 10, T0 + iteration / 10))
+        step, voi, threshold = min(VALIDATION, key=lambda v: v[1])
+        (checkpoints / "best.json").write_text(
+            json.dumps(
+                {
+                    "iteration": step,
+                    "path": str(checkpoints / f"checkpoint_{step:08d}.pt"),
+                    "threshold": threshold,
+                    "voi": voi,
+                }
+            )
+        )
+        # Read by the daemon's own tailer, as it read them while the run ran.
+        with (project.runs_dir / TRAIN_DONE / "events.jsonl").open("w") as events:
+            for step, voi, threshold in VALIDATION:
+                event = validation_event(step, voi, threshold, T0 + step / 10)
+                events.write(json.dumps(event) + "\n")
+        Tailer(store).tail(session, done, until_end=True)
 
         running = add(
             TRAIN_RUNNING,

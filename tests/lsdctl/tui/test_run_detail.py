@@ -1,8 +1,11 @@
 """Run detail on seeded history: the loss curve with smoothing and min/last, throughput
-and ETA, the block map (keys and mouse, a failed block's error), the tabs, the resolved
-config and the checkpoints."""
+and ETA, the validation curve with its best point (and how it follows a running run),
+the block map (keys and mouse, a failed block's error), the tabs, the resolved config
+and the checkpoints."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from textual.pilot import Pilot
@@ -11,7 +14,9 @@ from textual.widgets import DataTable, Static, TabbedContent
 from lsdctl.tui import LsdctlApp
 from lsdctl.tui.messages import RunSelected
 from lsdctl.tui.screens import RunDetailScreen
-from lsdctl.tui.widgets import BlockMap, LossChart
+from lsdctl.tui.widgets import BlockMap, LossChart, ValidationChart
+from lsdctl.tui.widgets.validation_chart import BEST_MARK
+from tests.daemon.conftest import DaemonMaker
 from tests.lsdctl.tui.conftest import SIZE, app_for, screen_text, showing, until
 from tests.lsdctl.tui.seed import (
     BLOCK_ERROR,
@@ -20,8 +25,11 @@ from tests.lsdctl.tui.seed import (
     SEGMENT_FAILED,
     TRAIN_DONE,
     TRAIN_RUNNING,
+    VALIDATION,
     Seeded,
     loss_curve,
+    seed_history,
+    validation_event,
 )
 
 pytestmark = pytest.mark.anyio
@@ -90,6 +98,103 @@ async def test_a_train_run_shows_its_loss_curve_throughput_eta_config_and_checkp
             ["4000", "checkpoint_00004000.pt", "8.0 KiB"],
             ["2000", "checkpoint_00002000.pt", "4.0 KiB"],
         ]
+
+
+def _best_mark(chart: ValidationChart) -> tuple[int, int]:
+    """(row, column) of the best point's mark in the chart as drawn."""
+    lines = chart.render().plain.splitlines()
+    (found,) = [(row, line.index(BEST_MARK)) for row, line in enumerate(lines) if BEST_MARK in line]
+    return found
+
+
+async def test_a_validated_run_shows_its_validation_curve_beside_the_loss_with_the_best_marked(
+    seeded: Seeded,
+) -> None:
+    app = app_for(seeded.daemon)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _open(app, pilot, TRAIN_DONE)
+        chart = screen.query_one(ValidationChart)
+        loss = screen.query_one(LossChart)
+        await pilot.pause()
+        assert screen.has_class("-validated") and chart.display
+        assert [(p.step, p.voi, p.threshold) for p in chart.points] == VALIDATION
+        assert chart.best is not None
+        assert (chart.best.step, chart.best.voi, chart.best.threshold) == (4000, 0.612, 0.55)
+        # Beside the loss curve, the same height, to its right.
+        assert chart.region.y == loss.region.y and chart.region.x > loss.region.right - 1
+        assert chart.region.height == loss.region.height > 10
+
+        text = screen_text(app)
+        assert "validation: best VOI 0.612 @ 4000 · threshold 0.55" in text
+        assert f"{BEST_MARK} 0.612 @ 4000" in text  # the label beside the mark
+        assert "loss 0.0770 @ 6000  best VOI 0.612 @ 4000" in _text(screen, "#summary")
+        # The mark sits on the lowest row of the plot (the lowest VOI), at step 4000 of
+        # the 1000…6000 axis.
+        lines = chart.render().plain.splitlines()
+        row, column = _best_mark(chart)
+        axis_row = next(i for i, line in enumerate(lines) if "└" in line)
+        assert row == axis_row - 1
+        plot_left = lines[1].index("┤") + 1
+        plot_width = len(lines[axis_row]) - lines[axis_row].index("└") - 1
+        assert column - plot_left == round(3 / 5 * (2 * plot_width - 1)) // 2
+        assert lines[-1].split() == ["1000", "6000"]
+
+        # The best validation's checkpoint is marked in the checkpoints tab.
+        await pilot.press("K")
+        table = screen.query_one("#checkpoint-table", DataTable)
+        assert [(row[0], row[4]) for row in map(table.get_row_at, range(table.row_count))] == [
+            ("6000", ""),
+            ("4000", BEST_MARK),
+            ("2000", ""),
+        ]
+
+        # A training run that never validated has no validation panel: the loss curve
+        # takes the width.
+        await pilot.press("escape")
+        plain = await _open(app, pilot, TRAIN_RUNNING)
+        await pilot.pause()
+        assert not plain.has_class("-validated")
+        assert not plain.query_one(ValidationChart).display
+        assert plain.query_one(LossChart).region.width > SIZE[0] - 4
+
+
+async def test_the_validation_curve_follows_a_running_run(make_daemon: DaemonMaker) -> None:
+    daemon = make_daemon(start=False, LSDCTL_POLL_S="0.1")
+    seeded = seed_history(daemon)
+    daemon.start()
+    events = daemon.projects / "p" / "runs" / TRAIN_RUNNING / "events.jsonl"
+
+    def write(*points: tuple[int, float, float]) -> None:
+        with events.open("a") as f:
+            for point in points:
+                f.write(json.dumps(validation_event(*point)) + "\n")
+
+    try:
+        app = app_for(daemon, interval=0.2)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await _open(app, pilot, TRAIN_RUNNING)
+            chart = screen.query_one(ValidationChart)
+            assert not screen.has_class("-validated")
+            write((1000, 0.9, 0.5), (2000, 0.7, 0.5))
+            await until(pilot, lambda: len(chart.points) == 2, what="two validation points")
+            assert screen.has_class("-validated")
+            assert chart.best is not None and chart.best.step == 2000
+            await showing(pilot, app, "validation: best VOI 0.700 @ 2000 · threshold 0.50")
+            # A new best moves the mark to the newest point; a resumed attempt's repeat of
+            # step 3000 (worse now) moves it back to the middle of the 1000…3000 axis.
+            write((3000, 0.55, 0.6))
+            await showing(pilot, app, "validation: best VOI 0.550 @ 3000 · threshold 0.60")
+            newest = _best_mark(chart)
+            write((3000, 0.8, 0.6))
+            await showing(pilot, app, "validation: best VOI 0.700 @ 2000 · threshold 0.50")
+            assert _best_mark(chart)[1] < newest[1]
+            assert [(p.step, p.voi) for p in chart.points] == [
+                (1000, 0.9),
+                (2000, 0.7),
+                (3000, 0.8),
+            ]
+    finally:
+        seeded.stop()
 
 
 async def test_the_block_map_colours_blocks_and_shows_the_error_of_a_failed_one(

@@ -50,6 +50,10 @@ async def test_every_run_is_listed_newest_first_with_progress_eta_loss_and_gpus(
         assert table.selected_id() == SEGMENT_FAILED
         await pilot.pause()
         await showing(pilot, app, "block fragments-synth0:7 failed 3 times")
+        # A validated run's line adds its best validation point.
+        await pilot.press("down")
+        assert table.selected_id() == TRAIN_DONE
+        await showing(pilot, app, "done · best VOI 0.612 @ 4000 · threshold 0.55")
 
 
 async def test_filter_with_slash_by_words_and_by_project_kind_and_state(seeded: Seeded) -> None:

@@ -16,7 +16,7 @@ from textual.pilot import Pilot
 from lsdctl.tui.messages import RunSelected
 from lsdctl.tui.widgets import BlockMap
 from tests.lsdctl.tui.conftest import SIZE, app_for, until
-from tests.lsdctl.tui.seed import PREDICT_RUNNING, TRAIN_RUNNING, Seeded
+from tests.lsdctl.tui.seed import PREDICT_RUNNING, TRAIN_DONE, TRAIN_RUNNING, Seeded
 
 SCREENSHOTS = Path(__file__).parents[3] / "docs" / "screenshots"
 Compare = Callable[..., bool]
@@ -52,6 +52,17 @@ def test_run_detail_of_a_training_run(snap_compare: Compare, seeded: Seeded) -> 
         await _loaded()(pilot)
         await pilot.pause()
         _export(pilot, "run_detail")
+
+    assert snap_compare(app_for(seeded.daemon), terminal_size=SIZE, run_before=before)
+
+
+def test_run_detail_of_a_validated_training_run(snap_compare: Compare, seeded: Seeded) -> None:
+    async def before(pilot: Pilot[None]) -> None:
+        await _loaded()(pilot)
+        pilot.app.post_message(RunSelected(TRAIN_DONE))
+        await until(pilot, lambda: getattr(pilot.app.screen, "run_id", None) == TRAIN_DONE)
+        await _loaded()(pilot)
+        await pilot.pause()
 
     assert snap_compare(app_for(seeded.daemon), terminal_size=SIZE, run_before=before)
 
