@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import itertools
 import json
 import logging
 import os
@@ -119,6 +120,14 @@ class Grid:
     def position(self, write_offset: Sequence[int]) -> tuple[int, ...]:
         """Grid coordinates of the block whose write ROI starts at `write_offset`."""
         return tuple((w - o) // b for w, o, b in zip(write_offset, self.offset, self.block))
+
+    def block_offsets(self) -> list[tuple[int, ...]]:
+        """The world offset of every write block, in row-major (index) order."""
+        ranges = [range(s) for s in self.shape]
+        return [
+            tuple(o + p * b for o, p, b in zip(self.offset, position, self.block))
+            for position in itertools.product(*ranges)
+        ]
 
     def index(self, write_offset: Sequence[int]) -> int:
         """Row-major block index: stable across runs, so ids derived from it are too."""

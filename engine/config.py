@@ -189,7 +189,22 @@ class TrainConfig(_Section):
     checkpoint_every: PositiveInt = Field(
         5000, description="Write a checkpoint every this many iterations (and at the end)."
     )
-    keep_checkpoints: PositiveInt = Field(5, description="How many recent checkpoints to keep.")
+    keep_checkpoints: PositiveInt = Field(
+        5,
+        description="How many recent checkpoints to keep (the best on validation is kept too).",
+    )
+    validate_every: Annotated[int, Field(ge=0)] = Field(
+        0,
+        description="Every this many iterations (and at the end), predict, segment and score "
+        "the val/ volumes with the current weights: the best checkpoint and its threshold "
+        "are kept for predict and segment (0: never; then predict takes the latest "
+        "checkpoint and evaluate chooses the threshold on the test labels).",
+    )
+    stop_after: PositiveInt | None = Field(
+        None,
+        description="Stop early when validation has not improved for this many validation "
+        "points (unset: train all iterations).",
+    )
     snapshot_every: Annotated[int, Field(ge=0)] = Field(
         1000,
         description="Write raw, targets and predictions to a zarr every N iterations (0: never).",
@@ -375,6 +390,11 @@ class ProjectConfig(_Section):
             low, high = getattr(aug, name)
             if low > high:
                 raise ValueError(f"train.augment.{name} must be (low, high), got ({low}, {high})")
+        if self.train.stop_after is not None and self.train.validate_every == 0:
+            raise ValueError(
+                "train.stop_after stops when validation stops improving: set "
+                "train.validate_every too, or unset train.stop_after"
+            )
         model = self.model
         _arity("model.input_shape", model.input_shape, dims)
         output = _output_shape(model, self.train.model_type, dims)

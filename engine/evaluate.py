@@ -14,9 +14,19 @@ Writes, atomically, RUN_DIR/metrics.json:
                       "roi": {"offset": [nm], "shape": [nm]}, "voxels": N,
                       "per_threshold": [{"threshold", "dataset", "voi_split",
                                          "voi_merge", "voi", "arand"}, ...],
-                      "best": {...one of per_threshold...},
+                      "oracle": {...one of per_threshold...},
                       "baselines": {"one_segment": {...}, "fragments": {...}}}},
-   "per_threshold": [...over all volumes...], "best": {...}, "baselines": {...}}
+   "per_threshold": [...over all volumes...],
+   "chosen_on": "validation" | "test",
+   "headline": {...the row of per_threshold at the chosen threshold...},
+   "validation": {"train_run", "step", "threshold", "voi", ...} (chosen on validation),
+   "oracle": {...the row with the lowest VOI on these labels...}, "baselines": {...}}
+
+The headline is the score to report. Its threshold was chosen on the validation volumes
+during training, when the segmentation carries that choice (its `validation` attribute,
+from the prediction of a validated checkpoint); otherwise it is the best threshold on the
+scored labels themselves (`chosen_on: "test"`), which flatters the score. The oracle row
+is always the best on the scored labels, for comparison only.
 
 The baselines are what a model must beat, on the same voxels: everything one segment,
 and the segment run's fragments without agglomeration (when its zarr holds them).
@@ -28,7 +38,8 @@ entropies add up over disjoint parts; for the adapted Rand error, which counts v
 pairs, it is the voxel-weighted mean. The best threshold has the lowest VOI
 (split + merge); ties go to the lower adapted Rand error, then the lower threshold.
 
-Events: progress (done/total thresholds scored), result (the best scores, paths).
+Events: progress (done/total thresholds scored), result (the headline scores, chosen_on,
+the oracle row, paths).
 Exit codes: 0 done, 2 bad input (missing labels, no segmentations; nothing written),
 3 interrupted by SIGTERM/SIGINT (nothing written; run it again), 1 anything else.
 """
@@ -120,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 @dataclass(frozen=True)
-class _Target:
+class Target:
     """One segmentation zarr to score, with its ground truth and thresholds."""
 
     name: str
@@ -139,7 +150,7 @@ class Evaluation:
         self.events = events
         self.stop = stop
 
-    def _targets(self) -> list[_Target]:
+    def _targets(self) -> list[Target]:
         if self.spec.kind != "evaluate":
             raise InputError(f"{self.run_dir} is a {self.spec.kind} run, not an evaluate run")
         segment_run = self.spec.inputs.get("segment_run")
@@ -158,7 +169,7 @@ class Evaluation:
             thresholds = segmentation_datasets(container)
             if not thresholds:
                 raise InputError(f"{container} has no segmentation_<threshold> datasets")
-            targets.append(_Target(container.stem, container, source, thresholds))
+            targets.append(Target(container.stem, container, source, thresholds))
         return targets
 
     def run(self) -> int:
@@ -174,21 +185,39 @@ class Evaluation:
                 done += 1
                 self.events.emit("progress", done=done, total=total)
 
-            volumes[target.name] = score_volume(target, self.stop, tick)
+            volumes[target.name] = score_volume(target, self.stop.check, tick)
         per_threshold = combine(volumes)
         if not per_threshold:
             raise InputError("the segmentations share no threshold: nothing to compare")
-        best = best_of(per_threshold)
+        oracle = best_of(per_threshold)
+        validation, why_not = chosen_on_validation(targets)
+        headline = _row_at(per_threshold, validation["threshold"]) if validation else None
+        if validation is not None and headline is None:
+            why_not = (
+                f"the segmentations have no segmentation_{validation['threshold']:.2f}, the "
+                "threshold chosen on validation: segment the prediction again"
+            )
+        if headline is None:
+            chosen_on, headline, validation = "test", oracle, None
+            if why_not:
+                self.events.emit(
+                    "warning", message=f"threshold chosen on the test labels: {why_not}"
+                )
+        else:
+            chosen_on = "validation"
         metrics = {
             "segment_run": str(self.spec.inputs["segment_run"]),
             "weighting": "voxels",
             "volumes": volumes,
             "per_threshold": per_threshold,
-            "best": best,
+            "chosen_on": chosen_on,
+            "headline": headline,
+            "validation": validation,
+            "oracle": oracle,
             "baselines": combine_baselines(volumes),
         }
         self.stop.check()
-        plot = plot_scores(self.run_dir / PLOT_FILE, per_threshold, best, volumes)
+        plot = plot_scores(self.run_dir / PLOT_FILE, per_threshold, headline, chosen_on, volumes)
         if plot is None:
             self.events.emit(
                 "warning", message="matplotlib is not installed: no scores.png, metrics only"
@@ -198,20 +227,52 @@ class Evaluation:
         self.events.emit(
             "result",
             durable=True,
-            **best,
+            **headline,
+            chosen_on=chosen_on,
+            oracle=oracle,
             baselines=metrics["baselines"],
             volumes=len(volumes),
             metrics=str(self.run_dir / METRICS_FILE),
             plot=str(plot) if plot else None,
         )
         logger.info(
-            "best threshold %.2f: voi_split %.4f, voi_merge %.4f, arand %.4f",
-            best["threshold"],
-            best["voi_split"],
-            best["voi_merge"],
-            best["arand"],
+            "threshold %.2f (chosen on %s): voi_split %.4f, voi_merge %.4f, arand %.4f; "
+            "oracle (best on these labels) %.2f: voi %.4f",
+            headline["threshold"],
+            chosen_on,
+            headline["voi_split"],
+            headline["voi_merge"],
+            headline["arand"],
+            oracle["threshold"],
+            oracle["voi"],
         )
         return EXIT_OK
+
+
+def chosen_on_validation(targets: Sequence[Target]) -> tuple[dict[str, Any] | None, str | None]:
+    """The validation choice every segmentation carries, or (None, why not).
+
+    A segmentation of a validated checkpoint's prediction names the threshold chosen on
+    the validation volumes (attribute `validation`); all must name the same one.
+    """
+    import zarr
+
+    found = []
+    for target in targets:
+        record = zarr.open_group(str(target.segmentation), mode="r").attrs.get("validation")
+        found.append(record if isinstance(record, dict) and "threshold" in record else None)
+    if all(f is None for f in found):
+        return None, None
+    if any(f is None for f in found):
+        return None, "some segmentations come from a checkpoint without validation"
+    thresholds = {round(float(f["threshold"]), 6) for f in found if f is not None}
+    if len(thresholds) > 1:
+        return None, f"the segmentations name different validation thresholds {sorted(thresholds)}"
+    return found[0], None
+
+
+def _row_at(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any] | None:
+    return next((dict(r) for r in rows if round(r["threshold"], 6) == round(threshold, 6)), None)
 
 
 def segmentation_datasets(container: Path) -> list[tuple[float, str]]:
@@ -261,8 +322,15 @@ def _open(container: Path, name: str) -> _Grid:
     return _Grid(array, Roi(offset, shape * voxel), voxel)
 
 
-def score_volume(target: _Target, stop: _StopFlag, tick: Callable[[], None]) -> dict[str, Any]:
-    """Scores of each threshold of one segmentation, on its overlap with the labels."""
+def score_volume(
+    target: Target,
+    check_stop: Callable[[], None] | None = None,
+    tick: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Scores of each threshold of one segmentation, on its overlap with the labels.
+
+    `check_stop` is called before each threshold (it raises to stop), `tick` after.
+    """
     labels = _open(target.source, LABELS)
     segmentations = [(t, name, _open(target.segmentation, name)) for t, name in target.thresholds]
     roi = labels.roi
@@ -297,7 +365,8 @@ def score_volume(target: _Target, stop: _StopFlag, tick: Callable[[], None]) -> 
     del ground_truth
     rows = []
     for threshold, name, grid in segmentations:
-        stop.check()
+        if check_stop is not None:
+            check_stop()
         scores = score(grid.read(roi)[keep], kept_truth, ignore_gt=())
         rows.append(
             {
@@ -317,7 +386,8 @@ def score_volume(target: _Target, stop: _StopFlag, tick: Callable[[], None]) -> 
             scores.voi_merge,
             scores.arand,
         )
-        tick()
+        if tick is not None:
+            tick()
     return {
         "baselines": _baselines(target, roi, keep, kept_truth),
         "segmentation": str(target.segmentation),
@@ -325,12 +395,12 @@ def score_volume(target: _Target, stop: _StopFlag, tick: Callable[[], None]) -> 
         "roi": {"offset": list(roi.offset), "shape": list(roi.shape)},
         "voxels": voxels,
         "per_threshold": rows,
-        "best": best_of(rows),
+        "oracle": best_of(rows),
     }
 
 
 def _baselines(
-    target: _Target, roi: Roi, keep: np.ndarray, truth: np.ndarray
+    target: Target, roi: Roi, keep: np.ndarray, truth: np.ndarray
 ) -> dict[str, dict[str, float]]:
     """What a model has to beat, on the same voxels: everything one segment, and the
     segment run's fragments without any agglomeration (when it kept them)."""
@@ -391,6 +461,7 @@ def plot_scores(
     path: Path,
     per_threshold: list[dict[str, Any]],
     best: dict[str, Any],
+    chosen_on: str,
     volumes: dict[str, dict[str, Any]],
 ) -> Path | None:
     """VOI split/merge and adapted Rand error against threshold, as a PNG (atomically).
@@ -419,8 +490,8 @@ def plot_scores(
     rand_axes.set_ylim(bottom=0)
     where = "all volumes" if len(volumes) > 1 else next(iter(volumes))
     figure.suptitle(
-        f"{where}: best threshold {best['threshold']:.2f} (VOI {best['voi']:.3f}, "
-        f"ARAND {best['arand']:.3f})"
+        f"{where}: threshold {best['threshold']:.2f} chosen on {chosen_on} (VOI "
+        f"{best['voi']:.3f}, ARAND {best['arand']:.3f})"
     )
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:

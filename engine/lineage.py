@@ -21,12 +21,13 @@ from typing import Any
 
 from engine.errors import InputError
 from engine.events import read_events
-from engine.rundir import CHECKPOINTS, EVENTS_FILE, RUN_FILE
+from engine.rundir import CHECKPOINTS, EVENTS_FILE, RUN_FILE, read_best
+from engine.validation import RECORD_KEYS
 
 # The same names engine.checkpoints writes; that module imports torch at load time, which
 # the CLI must never do, so the pattern is repeated here (a test keeps the two in step).
 _CHECKPOINT = re.compile(r"checkpoint_(\d{8})\.pt")
-_RUN_ITER = re.compile(r"(?P<run>[^:/]+):(?P<iteration>\d+)")
+_RUN_ITER = re.compile(r"(?P<run>[^:/]+):(?P<iteration>\d+|best)")
 # How each kind names the run it builds on in its inputs.
 PARENT_KEY = {"predict": "train_run", "segment": "predict_run", "evaluate": "segment_run"}
 # The command that makes a run of each kind, for "do this first" hints.
@@ -82,6 +83,8 @@ class CheckpointChoice:
     iteration: int | None
     note: str | None = None
     """Something the user should hear about the choice (e.g. an unfinished run's)."""
+    validation: dict[str, Any] | None = None
+    """What validation during training chose with this checkpoint (threshold, scores)."""
 
 
 def is_dir(path: Path) -> bool:
@@ -166,16 +169,38 @@ def run_outputs(run_dir: Path, folder: str) -> list[Path]:
     return sorted(p for p in where.glob("*.zarr") if p.is_dir())
 
 
+def headline(metrics: dict[str, Any]) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """(the scores to report, what chose their threshold, the oracle row) of an evaluate
+    run's metrics.json. Files written before validation existed hold only `best`, the
+    best on the scored labels: chosen on "test"."""
+    oracle = metrics.get("oracle") or metrics["best"]
+    found = metrics.get("headline")
+    if found is None:
+        return dict(oracle), "test", dict(oracle)
+    return dict(found), str(metrics.get("chosen_on") or "test"), dict(oracle)
+
+
+def _attrs(container: Path) -> dict[str, Any]:
+    try:
+        attrs = json.loads((container / ".zattrs").read_text())
+    except (OSError, ValueError):
+        return {}
+    return attrs if isinstance(attrs, dict) else {}
+
+
+def validation_of_output(container: Path) -> dict[str, Any] | None:
+    """The validation record a prediction or segmentation zarr carries (its checkpoint's
+    threshold chosen on validation), read without zarr; None if it has none."""
+    found = _attrs(container).get("validation")
+    return found if isinstance(found, dict) and "threshold" in found else None
+
+
 def source_volume(container: Path) -> Path | None:
     """The `source_volume` attribute of a prediction or segmentation zarr (None if absent).
 
     Read from `.zattrs` directly, so that the CLI can check lineage without zarr.
     """
-    try:
-        attrs = json.loads((container / ".zattrs").read_text())
-    except (OSError, ValueError):
-        return None
-    value = attrs.get("source_volume") if isinstance(attrs, dict) else None
+    value = _attrs(container).get("source_volume")
     return Path(str(value)) if value else None
 
 
@@ -273,10 +298,12 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
 def resolve_checkpoint(project_path: Path, spec: str | None) -> CheckpointChoice:
     """The checkpoint `spec` names.
 
-    None: the latest checkpoint of the newest succeeded train run that has one, else of
-    the newest train run with any (the choice's note says so). "RUN_ID": that train run's
-    latest checkpoint. "RUN_ID:ITER": its checkpoint at iteration ITER. A path to a `.pt`
-    file (absolute, or relative to the working directory or the project): that file.
+    None: of the newest succeeded train run that has a checkpoint (else the newest train
+    run with any; the note says so), its best checkpoint on validation when it validated,
+    else its latest. "RUN_ID": that train run's latest checkpoint. "RUN_ID:ITER": its
+    checkpoint at iteration ITER. "RUN_ID:best": its best checkpoint on validation. A path
+    to a `.pt` file (absolute, or relative to the working directory or the project): that
+    file. The choice carries the validation record of its iteration, if there is one.
     """
     project_path = Path(project_path)
     project = project_path.name
@@ -296,11 +323,13 @@ def resolve_checkpoint(project_path: Path, spec: str | None) -> CheckpointChoice
         )
     if match is None:
         iteration, path = found[-1]
-        return CheckpointChoice(path, record.id, iteration, _unfinished_note(record, iteration))
+        return _choice(record, iteration, path)
+    if match.group("iteration") == "best":
+        return _best_checkpoint(record, found)
     wanted = int(match.group("iteration"))
     for iteration, path in found:
         if iteration == wanted:
-            return CheckpointChoice(path, record.id, iteration, _unfinished_note(record, iteration))
+            return _choice(record, iteration, path)
     have = ", ".join(str(i) for i, _ in found)
     raise InputError(
         f"train run {record.id} has no checkpoint at iteration {wanted}: it has {have}"
@@ -319,7 +348,103 @@ def _default_checkpoint(project_path: Path) -> CheckpointChoice:
         )
     succeeded = [(r, c) for r, c in with_checkpoint if r.succeeded]
     record, (iteration, path) = (succeeded or with_checkpoint)[-1]
-    return CheckpointChoice(path, record.id, iteration, _unfinished_note(record, iteration))
+    if read_best(record.dir) is not None:
+        choice = _best_checkpoint(record, list_checkpoints(record.dir))
+        said = (
+            f"the best checkpoint on validation of train run {record.id}: iteration "
+            f"{choice.iteration}, VOI {_number(choice.validation, 'voi')} at threshold "
+            f"{_number(choice.validation, 'threshold', 2)}"
+        )
+        return CheckpointChoice(
+            choice.path,
+            choice.train_run,
+            choice.iteration,
+            f"{said}; {choice.note}" if choice.note else said,
+            choice.validation,
+        )
+    return _choice(record, iteration, path)
+
+
+def _choice(record: RunRecord, iteration: int, path: Path) -> CheckpointChoice:
+    return CheckpointChoice(
+        path,
+        record.id,
+        iteration,
+        _unfinished_note(record, iteration),
+        validation_at(record.dir, iteration),
+    )
+
+
+def _number(record: dict[str, Any] | None, key: str, digits: int = 3) -> str:
+    value = (record or {}).get(key)
+    return f"{value:.{digits}f}" if isinstance(value, int | float) else "?"
+
+
+def _best_checkpoint(record: RunRecord, found: list[tuple[int, Path]]) -> CheckpointChoice:
+    """RUN_ID:best: the checkpoint best.json names, which must still exist."""
+    best = read_best(record.dir)
+    if best is None:
+        raise InputError(
+            f"train run {record.id} has no validation results, so no best checkpoint: give "
+            f"{record.id} (its latest) or {record.id}:ITERATION, or train with val/ volumes and "
+            "train.validate_every set"
+        )
+    iteration = int(best["iteration"])
+    path = next((p for i, p in found if i == iteration), None)
+    if path is None:
+        raise InputError(
+            f"the best checkpoint of train run {record.id} (iteration {iteration}) is missing "
+            f"from {record.dir / CHECKPOINTS}: give {record.id}:ITERATION for another one"
+        )
+    return CheckpointChoice(
+        path, record.id, iteration, _unfinished_note(record, iteration), _validation(best)
+    )
+
+
+def _validation(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: record.get(k) for k in RECORD_KEYS}
+
+
+def validation_at(run_dir: Path, iteration: int) -> dict[str, Any] | None:
+    """The validation point of a train run at `iteration` (the newest report of it), if
+    the run validated there: its threshold and scores travel with that checkpoint."""
+    best = read_best(run_dir)
+    if best is not None and best.get("iteration") == iteration:
+        return _validation(best)
+    found = None
+    try:
+        with (run_dir / EVENTS_FILE).open("rb") as f:
+            for line in f:
+                if b'"validation"' not in line:
+                    continue  # most lines are metrics: parse only candidates
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if (
+                    isinstance(event, dict)
+                    and event.get("type") == "validation"
+                    and event.get("step") == iteration
+                    and isinstance(event.get("threshold"), int | float)
+                ):
+                    found = _validation(event)
+    except OSError:
+        return None
+    return found
+
+
+def validation_of_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The validation record of a checkpoint file inside a train run (None otherwise),
+    with `train_run` and `iteration` added."""
+    match = _CHECKPOINT.fullmatch(path.name)
+    if match is None or path.parent.name != CHECKPOINTS:
+        return None
+    run_dir = path.parent.parent
+    iteration = int(match.group(1))
+    found = validation_at(run_dir, iteration)
+    if found is None:
+        return None
+    return {**found, "train_run": run_dir.name, "iteration": iteration}
 
 
 def _unfinished_note(record: RunRecord, iteration: int) -> str | None:
@@ -337,8 +462,8 @@ def _checkpoint_file(project_path: Path, spec: str) -> CheckpointChoice:
     path = next((p for p in tries if is_file(p)), None)
     if path is None:
         raise InputError(
-            f"checkpoint file {spec} does not exist; give RUN_ID, RUN_ID:ITERATION or the path "
-            "of a .pt file"
+            f"checkpoint file {spec} does not exist; give RUN_ID, RUN_ID:ITERATION, RUN_ID:best "
+            "or the path of a .pt file"
         )
     path = path.resolve()
     match = _CHECKPOINT.fullmatch(path.name)
@@ -350,7 +475,7 @@ def _checkpoint_file(project_path: Path, spec: str) -> CheckpointChoice:
         record = read_run(path.parent.parent)
         if record is not None and record.kind == "train":
             train_run = record.id
-    return CheckpointChoice(path, train_run, iteration)
+    return CheckpointChoice(path, train_run, iteration, validation=validation_of_checkpoint(path))
 
 
 # ---- parents of segment and evaluate ---------------------------------------------------

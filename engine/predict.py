@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from engine import lineage
 from engine.blockwise import Grid, entry_point, exit_process, run_task, scheduling
 from engine.config import ModelType, ProjectConfig
 from engine.data.volume import RAW, create_array, read_window, write_window
@@ -42,6 +43,8 @@ EXIT_OK = 0
 PREDICTIONS = "predictions"
 AFFS, LSDS = "pred_affs", "pred_lsds"
 TRACKING = ".blocks"
+# Read by engine.segment (its VALIDATION_ATTR): the checkpoint's validation record.
+VALIDATION_ATTR = "validation"
 _OUTPUTS = {
     ModelType.MTLSD: (LSDS, AFFS),
     ModelType.LSD: (LSDS,),
@@ -103,9 +106,8 @@ def settings_hash(config: ProjectConfig) -> str:
 
 
 def plan_volumes(spec: RunSpec, config: ProjectConfig, run_dir: Path) -> list[VolumePlan]:
-    """The volumes to predict and their block grids; InputError for anything unusable."""
-    import zarr
-
+    """The volumes a predict run names and their block grids; InputError for anything
+    unusable."""
     listed = spec.inputs.get("volumes")
     if listed:
         volumes = [Path(str(v)) for v in listed]
@@ -117,6 +119,16 @@ def plan_volumes(spec: RunSpec, config: ProjectConfig, run_dir: Path) -> list[Vo
             "`lsdctl data import FILE --split test` or name them with --volumes"
         )
     output_dir = Path(str(spec.inputs.get("output_dir") or run_dir / PREDICTIONS))
+    return plan_predictions(volumes, config, output_dir)
+
+
+def plan_predictions(
+    volumes: Sequence[Path], config: ProjectConfig, output_dir: Path
+) -> list[VolumePlan]:
+    """Block grids of `volumes`, predicted into `output_dir/NAME.zarr` (predict runs and
+    validation during training plan alike)."""
+    import zarr
+
     dims = config.data.dims
     block_voxels = config.block_shape()
     context_voxels = config.context()
@@ -204,25 +216,42 @@ def prepare_outputs(
 
 
 class Predictor:
-    """A worker's model: loaded once, then called per block (engine.blockwise protocol)."""
+    """A worker's model: loaded once, then called per block (engine.blockwise protocol).
 
-    def __init__(self, run_dir: Path, task_id: str, device: str | None = None) -> None:
-        import torch
+    Built from a run (`from_run`, what workers do) or around a model already in memory
+    (validation during training): either way every block goes through `predict_block`.
+    """
+
+    def __init__(self, config: ProjectConfig, plan: VolumePlan, model: Any, device: Any) -> None:
         import zarr
+
+        self.config = config
+        self.plan = plan
+        self.model = model
+        self.device = device
+        self.input_shape = tuple(config.model.input_shape)
+        assert config.model.output_shape is not None
+        self.output_shape = tuple(config.model.output_shape)
+        root = zarr.open_group(str(plan.output), mode="r+")
+        self.arrays = {name: root[name] for name in _OUTPUTS[config.train.model_type]}
+        self.raw = zarr.open(str(plan.source / RAW), mode="r")
+
+    @classmethod
+    def from_run(cls, run_dir: Path, task_id: str, device: str | None = None) -> Predictor:
+        """The model of the run's checkpoint, for the volume of `task_id`."""
+        import torch
 
         from engine.models import build_model
 
         spec = read_spec(run_dir)
         config = network_config(spec)
-        self.config = config
         plan = next((p for p in plan_volumes(spec, config, run_dir) if p.task_id == task_id), None)
         if plan is None:
             raise InputError(f"run {run_dir.name} has no volume for task {task_id}")
-        self.plan = plan
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
-        if self.device.type == "cpu":
+        where = torch.device(device)
+        if where.type == "cpu":
             # Workers share the machine's cores; oversubscribing them slows everyone.
             workers = max(1, spec.resources.workers)
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
@@ -232,9 +261,7 @@ class Predictor:
             config.data.dims,
             len(config.affinity_neighborhood()),
         )
-        state = torch.load(
-            str(spec.inputs["checkpoint"]), map_location=self.device, weights_only=False
-        )
+        state = torch.load(str(spec.inputs["checkpoint"]), map_location=where, weights_only=False)
         trained_type = state.get("model_type")
         if trained_type and trained_type != config.train.model_type.value:
             raise InputError(
@@ -242,13 +269,7 @@ class Predictor:
                 f"{config.train.model_type.value}"
             )
         model.load_state_dict(state["model"])
-        self.model = model.to(self.device).eval()
-        self.input_shape = tuple(config.model.input_shape)
-        assert config.model.output_shape is not None
-        self.output_shape = tuple(config.model.output_shape)
-        root = zarr.open_group(str(plan.output), mode="r+")
-        self.arrays = {name: root[name] for name in _OUTPUTS[config.train.model_type]}
-        self.raw = zarr.open(str(plan.source / RAW), mode="r")
+        return cls(config, plan, model.to(where).eval(), where)
 
     def __call__(self, block: Any) -> None:
         start = tuple(int(v) for v in block.write_roi.offset)
@@ -307,7 +328,13 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
 
 def predictor(run_dir: Path, task_id: str) -> Predictor:
     """The worker factory engine.blockwise imports ("engine.predict:predictor")."""
-    return Predictor(run_dir, task_id)
+    return Predictor.from_run(run_dir, task_id)
+
+
+def predict_every_block(worker: Predictor) -> None:
+    """Every block of the worker's volume, in grid order, in this process."""
+    for start in worker.plan.grid.block_offsets():
+        worker.predict_block(start)
 
 
 def predict_in_process(run_dir: Path, device: str = "cpu") -> None:
@@ -316,11 +343,7 @@ def predict_in_process(run_dir: Path, device: str = "cpu") -> None:
     spec = read_spec(run_dir)
     config = network_config(spec)
     for plan in plan_volumes(spec, config, run_dir):
-        worker = Predictor(run_dir, plan.task_id, device=device)
-        grid = plan.grid
-        for position in np.ndindex(*grid.shape):
-            start = [o + p * b for o, p, b in zip(grid.offset, position, grid.block)]
-            worker.predict_block(start)
+        predict_every_block(Predictor.from_run(run_dir, plan.task_id, device=device))
 
 
 # ---- the scheduling side ---------------------------------------------------------------
@@ -358,8 +381,22 @@ def run(run_dir: Path, overwrite: bool, events: EventWriter) -> int:
         "checkpoint_sha256": checkpoint_hash(checkpoint),
         "config_sha256": settings_hash(config),
     }
+    # The threshold validation chose with this checkpoint travels with its predictions,
+    # so that segment includes it and evaluate reports the score there.
+    validation = lineage.validation_of_checkpoint(checkpoint.resolve())
     for plan in plans:
         prepare_outputs(plan, config, hashes, overwrite)
+        if validation is not None:
+            import zarr
+
+            zarr.open_group(str(plan.output), mode="a").attrs[VALIDATION_ATTR] = validation
+    if validation is not None:
+        logger.info(
+            "checkpoint validated at iteration %s: threshold %.2f (VOI %.4f on val/)",
+            validation["iteration"],
+            validation["threshold"],
+            validation["voi"],
+        )
     predict = spec.config.predict
     executor = spec.resources.executor if spec.resources.executor != "local" else predict.executor
     workers = spec.resources.workers if spec.resources.workers > 1 else predict.num_workers

@@ -18,7 +18,8 @@ one JSON object a line on stdin, answered one JSON object a line on stdout:
 
 Inputs per kind, defaults from the project's runs on disk (engine.lineage); what the
 request names is checked, and resolved to absolute paths (so preparing twice is a no-op):
-  train     volumes: the project's train/*.zarr
+  train     volumes: the project's train/*.zarr; val_volumes: its val/*.zarr when the run
+            validates (train.validate_every, a model with affinities), each with labels
   predict   checkpoint: RUN_ID, RUN_ID:ITER or a .pt path (default: the newest train
             run's latest checkpoint) → its path, plus train_run (the run id; absent for
             a file from outside the project's train runs: TOML has no null);
@@ -52,6 +53,7 @@ from engine import lineage
 from engine.errors import InputError
 from engine.project import CONFIG_FILE, Project
 from engine.rundir import Resources, RunSpec, write_spec
+from engine.validation import val_volumes
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +120,7 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
     raw_inputs = request.get("inputs") or {}
     if not isinstance(raw_inputs, dict):
         raise InputError("inputs must be an object")
-    inputs, notes = fill_inputs(project, kind, dict(raw_inputs))
+    inputs, notes = fill_inputs(project, kind, dict(raw_inputs), config)
     resources = _request_resources(request, kind, config)
     answer: dict[str, Any] = {
         "ok": True,
@@ -134,9 +136,12 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def fill_inputs(
-    project: Project, kind: str, inputs: dict[str, Any]
+    project: Project, kind: str, inputs: dict[str, Any], config: cfg.ProjectConfig | None = None
 ) -> tuple[dict[str, Any], list[str]]:
     """A run's inputs with lineage defaults filled in, and notes for the user.
+
+    `config` is the run's resolved config (default: the project's); training reads its
+    validation settings.
 
     InputError (one line) for an unknown kind or key, or anything named that does not
     exist or cannot be used.
@@ -151,15 +156,17 @@ def fill_inputs(
                 f"unknown input {unknown[0]!r} for a {kind} run: use {', '.join(allowed)}"
             )
     if kind == "train":
-        return _train_inputs(project, inputs), []
+        return _train_inputs(project, inputs, config or project.load_config()), []
     if kind == "predict":
         return _predict_inputs(project, inputs)
     if kind == "segment":
-        return _segment_inputs(project, inputs), []
+        return _segment_inputs(project, inputs)
     return _evaluate_inputs(project, inputs), []
 
 
-def _train_inputs(project: Project, inputs: dict[str, Any]) -> dict[str, Any]:
+def _train_inputs(
+    project: Project, inputs: dict[str, Any], config: cfg.ProjectConfig
+) -> dict[str, Any]:
     if not inputs.get("volumes"):
         volumes = project.volumes("train")
         if not volumes:
@@ -168,6 +175,13 @@ def _train_inputs(project: Project, inputs: dict[str, Any]) -> dict[str, Any]:
                 f"--project {project.name}` or `lsdctl data synth --project {project.name}`"
             )
         inputs["volumes"] = [str(v) for v in volumes]
+    listed = _str_list(inputs.get("val_volumes"), "val_volumes")
+    # Refused here, before a run directory exists: no val/ volumes, or one without labels.
+    val = val_volumes(project.path, config, listed or None)
+    if val:
+        inputs["val_volumes"] = [str(v.resolve()) for v in val]
+    else:
+        inputs.pop("val_volumes", None)
     return inputs
 
 
@@ -199,7 +213,7 @@ def _predict_inputs(project: Project, inputs: dict[str, Any]) -> tuple[dict[str,
     return filled, [choice.note] if choice.note else []
 
 
-def _segment_inputs(project: Project, inputs: dict[str, Any]) -> dict[str, Any]:
+def _segment_inputs(project: Project, inputs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     spec = inputs.get("predict_run")
     if spec is not None and not isinstance(spec, str):
         raise InputError("predict_run must be a predict run id")
@@ -219,7 +233,18 @@ def _segment_inputs(project: Project, inputs: dict[str, Any]) -> dict[str, Any]:
                 "that predicts them (MTLSD, AFF, ACLSD or ACRLSD)"
             )
     _unique_stems(volumes, "volumes")
-    return {"predict_run": str(record.dir), "volumes": [str(v) for v in volumes]}
+    notes = []
+    chosen = {
+        round(float(v["threshold"]), 6): v
+        for volume in volumes
+        if (v := lineage.validation_of_output(volume)) is not None
+    }
+    for threshold, choice in sorted(chosen.items()):
+        notes.append(
+            f"threshold {threshold:.2f} was chosen on validation (train run "
+            f"{choice.get('train_run')}, iteration {choice.get('iteration')}): segmented too"
+        )
+    return {"predict_run": str(record.dir), "volumes": [str(v) for v in volumes]}, notes
 
 
 def _evaluate_inputs(project: Project, inputs: dict[str, Any]) -> dict[str, Any]:

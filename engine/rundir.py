@@ -23,6 +23,10 @@ RUN_FILE = "run.toml"
 EVENTS_FILE = "events.jsonl"
 LOG_FILE = "log.txt"
 CHECKPOINTS = "checkpoints"
+# CHECKPOINTS/best.json: the checkpoint with the best validation VOI so far (kept whatever
+# train.keep_checkpoints says) and the threshold chosen with it, written by engine.train:
+# {"iteration", "path", "step", "threshold", "voi_split", "voi_merge", "voi", "arand"}.
+BEST_FILE = "best.json"
 
 RunKind = Literal["train", "predict", "segment", "evaluate"]
 
@@ -79,3 +83,16 @@ def read_spec(run_dir: Path) -> RunSpec:
         return RunSpec.model_validate(data)
     except ValidationError as exc:
         raise InputError(f"invalid {path}: {cfg.describe_errors(exc)}") from None
+
+
+def read_best(run_dir: Path) -> dict[str, Any] | None:
+    """A train run's best.json (None when it has none, or an unreadable one)."""
+    import json
+
+    try:
+        data = json.loads((run_dir / CHECKPOINTS / BEST_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("iteration"), int):
+        return None
+    return data

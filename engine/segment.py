@@ -49,6 +49,9 @@ RAG_FILE = "rag.sqlite"
 LUTS = "luts"
 TRACKING = ".blocks"
 STAGES = ("fragments", "agglomerate", "relabel")
+# The attribute predictions and segmentations carry when the checkpoint's threshold was
+# chosen on validation volumes during training (engine.validation).
+VALIDATION_ATTR = "validation"
 
 
 def dataset_name(threshold: float) -> str:
@@ -81,6 +84,30 @@ class SegmentPlan:
         return np.uint32 if largest < 2**32 else np.uint64
 
 
+def chosen_on_validation(prediction: Path) -> dict[str, Any] | None:
+    """The validation record a prediction carries (`validation` attribute, written by
+    predict when its checkpoint was validated during training): at least `threshold`."""
+    import zarr
+
+    found = zarr.open_group(str(prediction), mode="r").attrs.get(VALIDATION_ATTR)
+    if isinstance(found, dict) and isinstance(found.get("threshold"), int | float):
+        return found
+    return None
+
+
+def segment_config(config: ProjectConfig, predictions: Sequence[Path]) -> ProjectConfig:
+    """`config` with the thresholds chosen on validation added to segment.thresholds:
+    whatever the project's list says now, the segmentation evaluate reports exists."""
+    chosen = [c["threshold"] for p in predictions if (c := chosen_on_validation(p)) is not None]
+    have = {round(t, 6) for t in config.segment.thresholds}
+    extra = [float(t) for t in chosen if round(float(t), 6) not in have]
+    if not extra:
+        return config
+    thresholds = sorted({*config.segment.thresholds, *extra})
+    segment = config.segment.model_copy(update={"thresholds": thresholds})
+    return config.model_copy(update={"segment": segment})
+
+
 def _settings(config: ProjectConfig) -> dict[str, Any]:
     segment = config.segment.model_dump(mode="json")
     segment["block_shape"] = config.segment_block_shape()
@@ -94,8 +121,9 @@ def _context_voxels(config: ProjectConfig) -> list[int]:
 
 
 def plan_segments(
-    config: ProjectConfig, volumes: Sequence[Path], run_dir: Path
+    config: ProjectConfig, volumes: Sequence[Path], run_dir: Path, output_dir: Path | None = None
 ) -> list[SegmentPlan]:
+    """One plan per prediction, segmented into `output_dir` (default RUN_DIR/segmentation)."""
     import zarr
 
     if not volumes:
@@ -127,7 +155,7 @@ def plan_segments(
         plans.append(
             SegmentPlan(
                 prediction=prediction.resolve(),
-                output=run_dir / SEGMENTATION / prediction.name,
+                output=(output_dir or run_dir / SEGMENTATION) / prediction.name,
                 grid=grid,
                 voxel_size=voxel_size,
                 shape=shape,
@@ -173,6 +201,9 @@ def prepare_outputs(plan: SegmentPlan, config: ProjectConfig, overwrite: bool) -
             chunks=block,
         )
     root = zarr.open_group(str(plan.output), mode="a")
+    validation = chosen_on_validation(plan.prediction)
+    if validation is not None:
+        root.attrs[VALIDATION_ATTR] = validation
     root.attrs.update(
         {
             "source_volume": plan.source_volume,
@@ -257,36 +288,33 @@ def _to_float(affs: np.ndarray) -> np.ndarray:
 
 
 class _Worker:
-    """What every stage's worker opens once: the run, its plan and the output arrays."""
+    """What every stage's worker opens once: the config, its plan and the output arrays.
 
-    def __init__(self, run_dir: Path, task_id: str) -> None:
+    daisy calls it per block; `process` is the same work for a block's write offset, which
+    validation during training calls in grid order without daisy.
+    """
+
+    def __init__(self, config: ProjectConfig, plan: SegmentPlan) -> None:
         import zarr
 
-        spec = read_spec(run_dir)
-        self.config = spec.config
-        stage, _, _ = task_id.partition("-")
-        volumes = [Path(str(v)) for v in spec.inputs.get("volumes") or []]
-        plan = next(
-            (
-                p
-                for p in plan_segments(self.config, volumes, run_dir)
-                if p.task_id(stage) == task_id
-            ),
-            None,
-        )
-        if plan is None:
-            raise InputError(f"run {run_dir.name} has no volume for task {task_id}")
+        self.config = config
         self.plan = plan
-        self.dims = self.config.data.dims
+        self.dims = config.data.dims
         self.affs = zarr.open(str(plan.prediction / "pred_affs"), mode="r")
         self.fragments = zarr.open(str(plan.output / FRAGMENTS), mode="r+")
+
+    def __call__(self, block: Any) -> None:
+        self.process(tuple(int(v) for v in block.write_roi.offset))
+
+    def process(self, write_start: Sequence[int]) -> None:
+        raise NotImplementedError
 
     def _read(self, array: Any, start: Sequence[int], shape: Sequence[int]) -> np.ndarray:
         return read_window(array, self.plan.voxel_size, self.plan.grid.offset, start, shape)
 
-    def _window(self, block: Any, context: bool) -> tuple[list[int], list[int]]:
+    def _window(self, write_start: Sequence[int], context: bool) -> tuple[list[int], list[int]]:
         grid = self.plan.grid
-        start = [int(v) for v in block.write_roi.offset]
+        start = list(write_start)
         shape = list(grid.block)
         if context:
             start = [s - c for s, c in zip(start, grid.context)]
@@ -302,14 +330,31 @@ class _Worker:
         return array if self.dims == 3 else array[None]
 
 
+def _run_plan(run_dir: Path, task_id: str) -> tuple[ProjectConfig, SegmentPlan]:
+    """The config and plan a worker of `task_id` in a segment run works on."""
+    spec = read_spec(run_dir)
+    config = segment_config(spec.config, _volumes(spec.inputs))
+    stage, _, _ = task_id.partition("-")
+    plans = plan_segments(config, _volumes(spec.inputs), run_dir)
+    plan = next((p for p in plans if p.task_id(stage) == task_id), None)
+    if plan is None:
+        raise InputError(f"run {run_dir.name} has no volume for task {task_id}")
+    return config, plan
+
+
+def _volumes(inputs: dict[str, Any]) -> list[Path]:
+    return [Path(str(v)) for v in inputs.get("volumes") or []]
+
+
 class FragmentsWorker(_Worker):
-    def __call__(self, block: Any) -> None:
+    def process(self, write_start: Sequence[int]) -> None:
         from engine.fragments import relabel_block
         from engine.rag import node_stats
 
         plan = self.plan
-        read_start, read_shape = self._window(block, context=True)
-        write_start, write_shape = self._window(block, context=False)
+        index = plan.grid.index(write_start)
+        read_start, read_shape = self._window(write_start, context=True)
+        write_start, write_shape = self._window(write_start, context=False)
         affs = as_3d_affs(_to_float(self._read(self.affs, read_start, read_shape)), self.dims)
         fragments = make_fragments(affs, self.config, plan.neighborhood)
         inner = tuple(
@@ -322,7 +367,6 @@ class FragmentsWorker(_Worker):
         local = local.reshape(cropped.shape).astype(np.uint64)
         if ids[0] != 0:
             local += np.uint64(1)
-        index = plan.grid.index(block.write_roi.offset)
         unique = relabel_block(local, index, plan.block_voxels)
         stored = unique[0] if self.dims == 2 else unique
         write_window(
@@ -340,11 +384,11 @@ class FragmentsWorker(_Worker):
 
 
 class AgglomerateWorker(_Worker):
-    def __call__(self, block: Any) -> None:
+    def process(self, write_start: Sequence[int]) -> None:
         from engine.agglomerate import agglomerate_block, quiet_stdout
 
         plan = self.plan
-        start, shape = self._window(block, context=True)
+        start, shape = self._window(write_start, context=True)
         affs = as_3d_affs(_to_float(self._read(self.affs, start, shape)), self.dims)
         fragments = self._3d(self._read(self.fragments, start, shape).astype(np.uint64))
         with quiet_stdout():
@@ -354,7 +398,7 @@ class AgglomerateWorker(_Worker):
                 self.config.segment.merge_function,
                 thresholds=self.config.segment.thresholds,
             )
-        index = plan.grid.index(block.write_roi.offset)
+        index = plan.grid.index(write_start)
         # The block that made an edge's smaller fragment owns it (ids encode their block).
         owner = (edges.u - np.uint64(1)) // np.uint64(plan.block_voxels)
         mine = owner == np.uint64(index)
@@ -363,10 +407,10 @@ class AgglomerateWorker(_Worker):
 
 
 class RelabelWorker(_Worker):
-    def __init__(self, run_dir: Path, task_id: str) -> None:
+    def __init__(self, config: ProjectConfig, plan: SegmentPlan) -> None:
         import zarr
 
-        super().__init__(run_dir, task_id)
+        super().__init__(config, plan)
         self.tables = {}
         self.outputs = {}
         for threshold in self.config.segment.thresholds:
@@ -376,10 +420,10 @@ class RelabelWorker(_Worker):
                 str(self.plan.output / dataset_name(threshold)), mode="r+"
             )
 
-    def __call__(self, block: Any) -> None:
+    def process(self, write_start: Sequence[int]) -> None:
         from engine.agglomerate import relabel
 
-        start, shape = self._window(block, context=False)
+        start, shape = self._window(write_start, context=False)
         fragments = self._read(self.fragments, start, shape).astype(np.uint64)
         for threshold, table in self.tables.items():
             write_window(
@@ -392,15 +436,32 @@ class RelabelWorker(_Worker):
 
 
 def fragments_worker(run_dir: Path, task_id: str) -> FragmentsWorker:
-    return FragmentsWorker(run_dir, task_id)
+    return FragmentsWorker(*_run_plan(run_dir, task_id))
 
 
 def agglomerate_worker(run_dir: Path, task_id: str) -> AgglomerateWorker:
-    return AgglomerateWorker(run_dir, task_id)
+    return AgglomerateWorker(*_run_plan(run_dir, task_id))
 
 
 def relabel_worker(run_dir: Path, task_id: str) -> RelabelWorker:
-    return RelabelWorker(run_dir, task_id)
+    return RelabelWorker(*_run_plan(run_dir, task_id))
+
+
+def segment_every_block(config: ProjectConfig, plan: SegmentPlan) -> dict[float, int]:
+    """All three stages over every block, in grid order, in this process (validation
+    during training): the same workers as a segment run, so the same result. The outputs
+    must exist (`prepare_outputs`) and hold no earlier RAG. Returns segments per
+    threshold."""
+    offsets = plan.grid.block_offsets()
+    for stage in (FragmentsWorker, AgglomerateWorker):
+        worker = stage(config, plan)
+        for start in offsets:
+            worker.process(start)
+    counts = write_luts(plan, config.segment.thresholds)
+    relabel = RelabelWorker(config, plan)
+    for start in offsets:
+        relabel.process(start)
+    return counts
 
 
 def write_luts(plan: SegmentPlan, thresholds: Sequence[float]) -> dict[float, int]:
@@ -447,13 +508,13 @@ def run(run_dir: Path, overwrite: bool, events: EventWriter) -> int:
     from engine.agglomerate import is_prebuilt
 
     spec = read_spec(run_dir)
-    config = spec.config
+    volumes = _volumes(spec.inputs)
+    config = segment_config(spec.config, volumes)
     if not is_prebuilt(config.segment.merge_function):
         raise InputError(
             f"merge function {config.segment.merge_function!r} is not prebuilt in waterz and "
             "cannot be compiled here: use hist_quant_10/25/50/75/90 or mean"
         )
-    volumes = [Path(str(v)) for v in spec.inputs.get("volumes") or []]
     plans = plan_segments(config, volumes, run_dir)
     overwrite = overwrite or bool(spec.inputs.get("overwrite"))
     for plan in plans:

@@ -9,6 +9,13 @@ input, 3 interrupted (resumable), 1 anything else.
 
 Auto-context models (ACLSD, ACRLSD) train in two stages within one run: stage one, the
 LSD net, for `train.lsd_iterations`; then stage two on its frozen output.
+
+Validation (`train.validate_every`, engine.validation): every N iterations and at the
+end, the current weights predict, segment and score the val/ volumes; a `validation`
+event reports the scores at the best threshold. The checkpoint of the lowest VOI is
+saved, named in `checkpoints/best.json` with its threshold, and kept through rotation;
+`train.stop_after` ends the run when that many validation points brought no new best.
+Auto-context models validate in stage two only (stage one trains no affinities).
 """
 
 from __future__ import annotations
@@ -31,8 +38,9 @@ import numpy as np
 from engine.config import ModelType, ProjectConfig
 from engine.entry import configure_logging, missing_run_dir
 from engine.errors import EngineError, InputError
-from engine.events import EventWriter
+from engine.events import EventWriter, read_events
 from engine.rundir import CHECKPOINTS, EVENTS_FILE, RunSpec, read_spec
+from engine.validation import History, can_validate, val_volumes
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +148,12 @@ class Trainer:
             )
         return volumes
 
+    def _val_volumes(self) -> list[Path]:
+        listed = self.spec.inputs.get("val_volumes")
+        return val_volumes(
+            Path(self.spec.project), self.config, [str(v) for v in listed] if listed else None
+        )
+
     def _device(self) -> Any:
         import torch
 
@@ -159,13 +173,27 @@ class Trainer:
     def run(self) -> int:
         import torch
 
-        from engine.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+        from engine.checkpoints import (
+            checkpoint_path,
+            latest_checkpoint,
+            load_checkpoint,
+            save_checkpoint,
+            write_best,
+        )
         from engine.losses import loss_for
         from engine.models import build_model
         from engine.pipeline import build_training_pipeline
 
         config = self.config
         volumes = self._volumes()
+        validation_volumes = self._val_volumes()
+        if config.train.validate_every and not can_validate(config):
+            message = (
+                f"no validation: a {config.train.model_type.value} model predicts no "
+                "affinities to segment; checkpoints are chosen by iteration"
+            )
+            logger.warning(message)
+            self.events.emit("warning", message=message)
         device = self._device()
         if config.train.seed is not None:
             torch.manual_seed(config.train.seed)
@@ -179,6 +207,7 @@ class Trainer:
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
         start = 0
+        history = History()
         latest = latest_checkpoint(self.checkpoints)
         if latest is not None:
             state = load_checkpoint(latest[1], device)
@@ -188,6 +217,8 @@ class Trainer:
             start = int(state["iteration"])
             logger.info("resumed from %s at iteration %d", latest[1].name, start)
             self.events.emit("resumed", iteration=start, path=str(latest[1]))
+            past, _ = read_events(self.run_dir / EVENTS_FILE)
+            history = History.from_events(past, up_to=start)
         if start >= self.total:
             logger.info("already trained for %d iterations (asked for %d)", start, self.total)
             self.events.emit(
@@ -214,11 +245,51 @@ class Trainer:
                 "config": config.model_dump(mode="json"),
             }
 
-        def checkpoint(iteration: int) -> None:
-            path = save_checkpoint(
-                self.checkpoints, iteration, state(), config.train.keep_checkpoints
+        saved: set[int] = set()
+
+        def checkpoint(iteration: int, best: bool = False) -> Path:
+            path = checkpoint_path(self.checkpoints, iteration)
+            if iteration in saved and not best:
+                return path
+            if iteration not in saved:
+                protect = None if history.best is None else history.best["iteration"]
+                path = save_checkpoint(
+                    self.checkpoints, iteration, state(), config.train.keep_checkpoints, protect
+                )
+                saved.add(iteration)
+            self.events.emit(
+                "checkpoint", durable=True, iteration=iteration, path=str(path), best=best
             )
-            self.events.emit("checkpoint", durable=True, iteration=iteration, path=str(path))
+            return path
+
+        from engine.validator import Validator
+
+        validator = (
+            Validator(config, validation_volumes, self.run_dir, device)
+            if validation_volumes
+            else None
+        )
+        validated: set[int] = set(history.steps)
+        stopped_early: str | None = None
+
+        def validate(iteration: int) -> None:
+            """Score the weights of `iteration`; a new best is checkpointed and named."""
+            nonlocal stopped_early
+            assert validator is not None
+            validated.add(iteration)
+            result = validator(model, iteration)
+            best = history.add(iteration, result.voi, result.record())
+            if best:
+                assert history.best is not None
+                path = checkpoint(iteration, best=True)
+                write_best(self.checkpoints, {**history.best, "path": str(path)})
+            self.events.emit("validation", durable=True, best=best, **result.event())
+            patience = config.train.stop_after
+            if patience is not None and history.since_best >= patience and history.best:
+                stopped_early = (
+                    f"validation has not improved for {history.since_best} points since "
+                    f"iteration {history.best['step']} (train.stop_after {patience})"
+                )
 
         pipeline = build_training_pipeline(
             config,
@@ -288,11 +359,23 @@ class Trainer:
                     self.events.metric(iteration, "iterations_per_s", rate)
                     self.events.metric(iteration, "learning_rate", scheduler.get_last_lr()[0])
                     self.events.emit("progress", done=iteration, total=self.total)
+                every = config.train.validate_every
+                if validator is not None and every and iteration % every == 0:
+                    # Stage one of the auto-context models trains no affinities yet.
+                    if iteration >= stage1:
+                        validate(iteration)
                 if iteration % config.train.checkpoint_every == 0 and iteration < self.total:
                     checkpoint(iteration)
                 every = config.train.snapshot_every
                 if every and iteration % every == 0:
                     self._snapshot(iteration, model, model_type, in_stage1, batch, tensors)
+                if stopped_early is not None:
+                    logger.info("stopping early at iteration %d: %s", iteration, stopped_early)
+                    break
+        finished = self.stop.signal is None or iteration >= self.total
+        if validator is not None and finished and iteration not in validated:
+            if iteration >= stage1:
+                validate(iteration)  # the final weights are a candidate too
         checkpoint(iteration)
         if board is not None:
             board.close()
@@ -304,14 +387,27 @@ class Trainer:
             )
             self.events.emit("progress", done=iteration, total=self.total)
             return EXIT_INTERRUPTED
+        best = history.best
         self.events.emit(
             "result",
             durable=True,
             iterations=iteration,
             final_loss=last_loss,
             checkpoint=str(latest_checkpoint(self.checkpoints)[1]),  # type: ignore[index]
+            best=best,
+            best_checkpoint=(
+                str(checkpoint_path(self.checkpoints, best["iteration"])) if best else None
+            ),
+            stopped_early=stopped_early,
         )
         logger.info("done: %d iterations, last loss %.5f", iteration, last_loss)
+        if best:
+            logger.info(
+                "best on validation: iteration %d, VOI %.4f at threshold %.2f",
+                best["iteration"],
+                best["voi"],
+                best["threshold"],
+            )
         return EXIT_OK
 
     def _tensorboard(self) -> Any:

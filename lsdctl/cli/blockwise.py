@@ -52,8 +52,9 @@ def predict(
     checkpoint: str | None = typer.Option(
         None,
         "--checkpoint",
-        help="RUN_ID (its latest checkpoint), RUN_ID:ITERATION, or a .pt file "
-        "(default: the newest train run's latest checkpoint).",
+        help="RUN_ID (its latest checkpoint), RUN_ID:ITERATION, RUN_ID:best (its best on "
+        "validation) or a .pt file (default: the newest train run's best checkpoint on "
+        "validation, else its latest).",
     ),
     workers: int | None = _WORKERS,
     executor: str | None = typer.Option(
@@ -62,7 +63,7 @@ def predict(
     volumes: list[str] = typer.Option(
         [],
         "--volumes",
-        help="A volume to predict: a path, or a name in the project's test/ or train/ "
+        help="A volume to predict: a path, or a name in the project's test/, val/ or train/ "
         "(repeatable; default: every test volume).",
     ),
     overwrite: bool = typer.Option(
@@ -156,14 +157,18 @@ def evaluate(
     as_json: bool = typer.Option(
         False,
         "--json",
-        help="Print the best threshold's scores and every threshold's as JSON on stdout.",
+        help="Print the headline scores (chosen_on: validation or test), the oracle row "
+        "and every threshold's as JSON on stdout.",
     ),
     local: bool = _LOCAL,
 ) -> None:
     """Score segmentations against the labels: VOI split/merge and adapted Rand error.
 
-    Writes RUN_DIR/metrics.json and RUN_DIR/scores.png; the best threshold has the lowest
-    VOI (split + merge), over all volumes weighted by their scored (labelled) voxels.
+    Writes RUN_DIR/metrics.json and RUN_DIR/scores.png. The headline score is at the
+    threshold chosen on the validation volumes during training (it travels with the
+    checkpoint); without validation, at the threshold with the lowest VOI on these labels
+    themselves, and the output says so. Scores are over all volumes, weighted by their
+    scored (labelled) voxels; the oracle row (best on these labels) is for comparison.
 
     Examples:
 
@@ -356,15 +361,20 @@ def _tell(kind: str, answer: dict[str, Any]) -> None:
 
 # ---- evaluate's output ---------------------------------------------------------------------
 def best_scores(metrics: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    """`evaluate --json`: the best threshold's scores, and those of every threshold."""
-    best = metrics["best"]
+    """`evaluate --json`: the headline scores (threshold chosen on validation, or on the
+    test labels where there was no validation: `chosen_on`), the oracle row (best on the
+    test labels) and every threshold's scores."""
+    row, chosen_on, oracle = lineage.headline(metrics)
     return {
         "run": run_dir.name,
-        "threshold": best["threshold"],
-        "voi_split": best["voi_split"],
-        "voi_merge": best["voi_merge"],
-        "voi": best["voi"],
-        "arand": best["arand"],
+        "chosen_on": chosen_on,
+        "threshold": row["threshold"],
+        "voi_split": row["voi_split"],
+        "voi_merge": row["voi_merge"],
+        "voi": row["voi"],
+        "arand": row["arand"],
+        "validation": metrics.get("validation"),
+        "oracle": oracle,
         "per_threshold": metrics["per_threshold"],
         "metrics": str(run_dir / lineage.METRICS_FILE),
     }
@@ -372,37 +382,68 @@ def best_scores(metrics: dict[str, Any], run_dir: Path) -> dict[str, Any]:
 
 def _print_metrics(metrics: dict[str, Any], run_dir: Path) -> None:
     volumes: dict[str, Any] = metrics.get("volumes") or {}
-    best = metrics["best"]
+    row, chosen_on, oracle = lineage.headline(metrics)
+    validated = chosen_on == "validation"
     title = "all volumes, voxel-weighted" if len(volumes) > 1 else next(iter(volumes), "")
     table = Table(title=f"run {run_dir.name}: {title}", box=None, pad_edge=False)
     for name in ("THRESHOLD", "VOI SPLIT", "VOI MERGE", "VOI", "ARAND", ""):
         table.add_column(name, justify="right" if name else "left")
-    for row in metrics["per_threshold"]:
-        is_best = row["threshold"] == best["threshold"]
+    for scores in metrics["per_threshold"]:
+        chosen = scores["threshold"] == row["threshold"]
+        marks = []
+        if chosen:
+            marks.append("chosen on validation" if validated else "best on test (no validation)")
+        if validated and scores["threshold"] == oracle["threshold"]:
+            marks.append("oracle: best on test")
         table.add_row(
-            f"{row['threshold']:.2f}",
-            f"{row['voi_split']:.4f}",
-            f"{row['voi_merge']:.4f}",
-            f"{row['voi']:.4f}",
-            f"{row['arand']:.4f}",
-            "best" if is_best else "",
-            style="bold" if is_best else None,
+            f"{scores['threshold']:.2f}",
+            f"{scores['voi_split']:.4f}",
+            f"{scores['voi_merge']:.4f}",
+            f"{scores['voi']:.4f}",
+            f"{scores['arand']:.4f}",
+            ", ".join(marks),
+            style="bold" if chosen else None,
         )
     console = Console(width=None if Console().is_terminal else 200)
     console.print(table)
     if len(volumes) > 1:
         for name, volume in volumes.items():
-            b = volume["best"]
+            b = volume.get("oracle") or volume["best"]
             console.print(
-                f"{name}: best {b['threshold']:.2f} (voi_split {b['voi_split']:.4f}, "
-                f"voi_merge {b['voi_merge']:.4f}, arand {b['arand']:.4f})",
+                f"{name}: best on its labels {b['threshold']:.2f} (voi_split "
+                f"{b['voi_split']:.4f}, voi_merge {b['voi_merge']:.4f}, arand {b['arand']:.4f})",
                 highlight=False,
             )
-    console.print(
-        f"best threshold {best['threshold']:.2f}: voi_split {best['voi_split']:.4f}, "
-        f"voi_merge {best['voi_merge']:.4f}, arand {best['arand']:.4f}",
-        highlight=False,
+    scores_text = (
+        f"voi_split {row['voi_split']:.4f}, voi_merge {row['voi_merge']:.4f}, "
+        f"VOI {row['voi']:.4f}, arand {row['arand']:.4f}"
     )
+    if validated:
+        source = metrics.get("validation") or {}
+        where = ""
+        if source.get("train_run"):
+            where = f" (train run {source['train_run']}, iteration {source.get('iteration')})"
+        console.print(
+            f"threshold {row['threshold']:.2f}, chosen on validation{where}: {scores_text}",
+            highlight=False,
+        )
+        console.print(
+            f"oracle, threshold {oracle['threshold']:.2f} chosen on these labels themselves "
+            f"(for comparison only, not a score to report): VOI {oracle['voi']:.4f}, "
+            f"arand {oracle['arand']:.4f}",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"threshold {row['threshold']:.2f}, chosen on the test labels themselves (no "
+            f"validation, so the score is optimistic): {scores_text}",
+            highlight=False,
+        )
+        console.print(
+            "for an honest score: add val/ volumes (`lsdctl data import --split val`) and "
+            "train with train.validate_every set",
+            highlight=False,
+        )
     plot = run_dir / lineage.PLOT_FILE
     console.print(
         f"metrics: {run_dir / lineage.METRICS_FILE}" + (f"; plot: {plot}" if plot.exists() else ""),

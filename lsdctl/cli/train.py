@@ -18,6 +18,7 @@ import typer
 
 from daemon.schemas import RunCreate, RunInfo
 from engine import config as cfg
+from engine import resolve
 from engine.errors import InputError
 from engine.events import read_events
 from engine.project import Project, check_name, projects_root
@@ -117,11 +118,8 @@ def train(
             config = cfg.with_value(config, "train.model_type", model.upper())
         if iterations:
             config = cfg.with_value(config, "train.iterations", iterations)
-        if not proj.volumes("train"):
-            raise InputError(
-                f"project {project} has no training volumes: `lsdctl data import FILE --project "
-                f"{project}` or `lsdctl data synth --project {project}`"
-            )
+        # The daemon's checks, before a run directory exists: volumes, validation split.
+        inputs, _ = resolve.fill_inputs(proj, "train", {}, config)
     if resume is None:
         run_id = new_run_id("train")
         run_dir = proj.runs_dir / run_id
@@ -132,7 +130,7 @@ def train(
                 kind="train",
                 project=str(proj.path.resolve()),
                 config=config,
-                inputs={"volumes": [str(v.resolve()) for v in proj.volumes("train")]},
+                inputs=inputs,
             ),
         )
     code = run_foreground(run_dir, iterations)

@@ -135,7 +135,9 @@ def test_scores_each_threshold_on_the_overlap_and_picks_the_best(tmp_path: Path)
     assert np.isclose(merged["voi"], merged["voi_split"] + merged["voi_merge"])
     # One volume: the overall scores are its own.
     assert metrics["per_threshold"] == volume["per_threshold"]
-    assert volume["best"]["threshold"] == metrics["best"]["threshold"] == 0.1
+    assert volume["oracle"]["threshold"] == metrics["oracle"]["threshold"] == 0.1
+    # No validation behind this segmentation: the headline is chosen on the test labels.
+    assert metrics["chosen_on"] == "test" and metrics["headline"] == metrics["oracle"]
     # The one-segment baseline is the merged segmentation's score, on the same voxels.
     one = metrics["baselines"]["one_segment"]
     assert one == volume["baselines"]["one_segment"]
@@ -145,6 +147,7 @@ def test_scores_each_threshold_on_the_overlap_and_picks_the_best(tmp_path: Path)
     events, _ = read_events(run_dir / "events.jsonl")
     result = events[-1]
     assert result["type"] == "result" and result["threshold"] == 0.1
+    assert result["chosen_on"] == "test"
     assert result["metrics"] == str(run_dir / "metrics.json")
     progress = [e for e in events if e["type"] == "progress"]
     assert progress[-1]["done"] == progress[-1]["total"] == 2

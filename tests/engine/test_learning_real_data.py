@@ -27,6 +27,7 @@ def test_2d_model_learns_on_the_lsd_tutorial_patches(tmp_path: Path) -> None:
             "train": {
                 "iterations": 100,
                 "checkpoint_every": 100,
+                "validate_every": 0,
                 "seed": 1,
                 "learning_rate": 4e-3,
             },

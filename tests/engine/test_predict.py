@@ -44,6 +44,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Project:
     config = cfg.with_value(project.load_config(), "train.iterations", 2)
     config = cfg.with_value(config, "train.augment.enabled", False)
     config = cfg.with_value(config, "train.seed", 3)
+    config = cfg.with_value(config, "train.validate_every", 0)
     project.save_config(config)
     for split, name, shape, seed in [
         ("train", "a.zarr", (50, 50, 50), 0),
@@ -296,6 +297,7 @@ def test_every_model_type_predicts(tmp_path: Path) -> None:
                 "train": {
                     "model_type": model_type,
                     "iterations": 2,
+                    "validate_every": 0,
                     "lsd_iterations": 1,
                     "augment": {"enabled": False},
                 },

@@ -28,7 +28,11 @@ ROOT = Path(__file__).parents[2]
 def _project(
     tmp_path: Path, preset: str = "tiny", shape: tuple[int, ...] = (64, 64, 64), **overrides: object
 ) -> tuple[Path, cfg.ProjectConfig]:
-    config = cfg.from_preset(preset, {"system": {"num_workers": 1, "cache_size": 2}, **overrides})
+    # No validation unless a test asks for it: these volumes have no val/ split.
+    train = {"validate_every": 0, **overrides.pop("train", {})}  # type: ignore[dict-item]
+    config = cfg.from_preset(
+        preset, {"system": {"num_workers": 1, "cache_size": 2}, "train": train, **overrides}
+    )
     project = tmp_path / "proj"
     raw, labels = synthesize(shape, config.data.voxel_size, seed=3)
     write_volume(project / "train" / "v.zarr", raw, labels, config.data.voxel_size)

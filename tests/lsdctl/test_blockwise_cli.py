@@ -110,8 +110,29 @@ def test_evaluate_local_json_and_table(
     metrics = json.loads((run_dir / "metrics.json").read_text())
     blockwise._print_metrics(metrics, run_dir)
     table = capsys.readouterr().out
-    assert "0.10" in table and "0.90" in table and "best" in table
-    assert "best threshold 0.10: voi_split 0.0000, voi_merge 0.0000, arand 0.0000" in table
+    assert "0.10" in table and "0.90" in table and "best on test (no validation)" in table
+    assert printed["chosen_on"] == "test"
+    assert (
+        "threshold 0.10, chosen on the test labels themselves (no validation, so the score is "
+        "optimistic): voi_split 0.0000, voi_merge 0.0000, VOI 0.0000, arand 0.0000" in table
+    )
+
+    # With a threshold chosen on validation, that row is the headline and the best on the
+    # test labels is a separate, labelled oracle row.
+    rows = metrics["per_threshold"]
+    validated = {
+        **metrics,
+        "chosen_on": "validation",
+        "headline": rows[1],
+        "oracle": rows[0],
+        "validation": {"train_run": "train-x", "iteration": 500, "threshold": 0.9},
+    }
+    blockwise._print_metrics(validated, run_dir)
+    table = capsys.readouterr().out
+    assert "chosen on validation" in table and "oracle: best on test" in table
+    assert "threshold 0.90, chosen on validation (train run train-x, iteration 500)" in table
+    assert "oracle, threshold 0.10 chosen on these labels themselves" in table
+    assert blockwise.best_scores(validated, run_dir)["voi"] == rows[1]["voi"]
 
 
 def test_through_the_daemon(cli: CliCaller, projects: Path, home: Path) -> None:
