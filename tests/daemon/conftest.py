@@ -169,6 +169,9 @@ def template_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ["config", "set", "p", "train.iterations", "6"],
         ["config", "set", "p", "train.checkpoint_every", "2"],
         ["config", "set", "p", "train.snapshot_every", "0"],
+        # No val/ volume: these tests are about the daemon, not validation (the demo test
+        # validates through a daemon).
+        ["config", "set", "p", "train.validate_every", "0"],
         # The smallest input the tiny net takes: several iterations a second on a CPU.
         ["config", "set", "p", "model.input_shape", "[20, 20, 20]"],
     ):

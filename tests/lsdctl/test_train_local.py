@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ def _project(cli: CliCaller) -> None:
     cli.ok("config", "set", "p", "system.num_workers", "1")
     cli.ok("config", "set", "p", "train.checkpoint_every", "2")
     cli.ok("data", "synth", "--project", "p", "--shape", "48,48,48")
+    cli.ok("data", "synth", "--project", "p", "--split", "val", "--shape", "24,48,48")
 
 
 def test_train_local_runs_and_resumes_to_a_new_total(cli: CliCaller, projects: Path) -> None:
@@ -32,6 +34,10 @@ def test_train_local_runs_and_resumes_to_a_new_total(cli: CliCaller, projects: P
     assert "done: run train-" in first.stdout and "3 iterations" in first.stdout
     (run_dir,) = (projects / "p" / "runs").iterdir()
     assert [i for i, _ in list_checkpoints(run_dir / "checkpoints")] == [2, 3]
+    # The preset validates every 100 iterations, and at the end: once here.
+    events, _ = read_events(run_dir / "events.jsonl")
+    (point,) = [e for e in events if e["type"] == "validation"]
+    assert point["step"] == 3 and point["best"] and set(point["volumes"]) == {"synth2"}
     second = cli.ok(
         "train", "--project", "p", "--local", "--resume", run_dir.name, "--iterations", "5"
     )
@@ -44,6 +50,10 @@ def test_train_refusals(cli: CliCaller, projects: Path) -> None:
     cli.ok("init", "p", "--preset", "tiny")
     cli.bad("train", "--project", "p", "--local", match="no training volumes")
     cli.ok("data", "synth", "--project", "p", "--shape", "48,48,48")
+    cli.bad("train", "--project", "p", "--local", match="has no validation volumes")
+    cli.ok("data", "synth", "--project", "p", "--split", "val", "--shape", "24,48,48")
+    shutil.rmtree(projects / "p" / "val" / "synth2.zarr" / "labels")
+    cli.bad("train", "--project", "p", "--local", match="val/synth2 has no labels")
     cli.bad("train", "--project", "p", "--local", "--model", "UNET", match="train.model_type")
     cli.bad("train", "--project", "p", "--local", "--iterations", "0", match="positive")
     cli.bad("train", "--project", "p", "--local", "--resume", "nope", match="no run 'nope'")
