@@ -64,3 +64,24 @@ def read_events(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]
         if isinstance(event, dict):
             events.append(event)
     return events, offset + end
+
+
+def read_events_of(path: Path, kind: str) -> list[dict[str, Any]]:
+    """Every complete event of one type, in order: a long training log is mostly metric
+    lines, so only lines that mention the type are parsed."""
+    needle = f'"{kind}"'.encode()
+    found: list[dict[str, Any]] = []
+    try:
+        with path.open("rb") as f:
+            for line in f:
+                if needle not in line or not line.endswith(b"\n"):
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue  # a torn line from a crash
+                if isinstance(event, dict) and event.get("type") == kind:
+                    found.append(event)
+    except FileNotFoundError:
+        return []
+    return found

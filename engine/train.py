@@ -38,7 +38,7 @@ import numpy as np
 from engine.config import ModelType, ProjectConfig
 from engine.entry import configure_logging, missing_run_dir
 from engine.errors import EngineError, InputError
-from engine.events import EventWriter, read_events
+from engine.events import EventWriter, read_events_of
 from engine.rundir import CHECKPOINTS, EVENTS_FILE, RunSpec, read_spec
 from engine.validation import History, can_validate, val_volumes
 
@@ -217,7 +217,7 @@ class Trainer:
             start = int(state["iteration"])
             logger.info("resumed from %s at iteration %d", latest[1].name, start)
             self.events.emit("resumed", iteration=start, path=str(latest[1]))
-            past, _ = read_events(self.run_dir / EVENTS_FILE)
+            past = read_events_of(self.run_dir / EVENTS_FILE, "validation")
             history = History.from_events(past, up_to=start)
         if start >= self.total:
             logger.info("already trained for %d iterations (asked for %d)", start, self.total)
@@ -277,7 +277,15 @@ class Trainer:
             nonlocal stopped_early
             assert validator is not None
             validated.add(iteration)
-            result = validator(model, iteration)
+            try:
+                result = validator(model, iteration)
+            except Exception as exc:
+                # Hours of training are worth more than one validation point: say so
+                # loudly and train on (the traceback goes to the log).
+                logger.exception("validation at iteration %d failed", iteration)
+                message = f"validation at iteration {iteration} failed: {exc}; training goes on"
+                self.events.emit("warning", durable=True, message=message)
+                return
             best = history.add(iteration, result.voi, result.record())
             if best:
                 assert history.best is not None

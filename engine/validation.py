@@ -10,6 +10,7 @@ Imported by the resolver, and so by the CLI: no torch, zarr, waterz or daisy her
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,13 @@ def val_volumes(project: Path, config: ProjectConfig, listed: list[str] | None) 
     for volume in volumes:
         if not volume.is_dir() or not (volume / "raw").is_dir():
             raise InputError(f"validation volume {volume} not found, or it has no raw array")
+        voxel_size = _voxel_size(volume / "raw")
+        if voxel_size is not None and voxel_size != list(config.data.voxel_size):
+            raise InputError(
+                f"validation volume {volume.parent.name}/{volume.stem} has voxel size "
+                f"{voxel_size}, the model trains at {list(config.data.voxel_size)}: "
+                "validate on volumes of the training resolution"
+            )
         if not (volume / "labels").is_dir():
             raise InputError(
                 f"validation volume {volume.parent.name}/{volume.stem} has no labels: validation "
@@ -132,3 +140,15 @@ class History:
                 continue
             history.add(step, float(voi), {k: event.get(k) for k in RECORD_KEYS})
         return history
+
+
+def _voxel_size(array: Path) -> list[int] | None:
+    """An array's voxel size from its funlib attributes, read without zarr."""
+    try:
+        attrs = json.loads((array / ".zattrs").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(attrs, dict):
+        return None
+    found = attrs.get("voxel_size") or attrs.get("resolution")
+    return [int(v) for v in found] if isinstance(found, list) else None

@@ -227,6 +227,13 @@ def test_a_val_volume_without_labels_is_refused(project: Project) -> None:
         val_volumes(project.path, project.load_config(), None)
 
 
+def test_a_val_volume_at_another_resolution_is_refused(project: Project) -> None:
+    raw, labels = synthesize((16, 32, 32), [16, 16, 16], seed=1)
+    write_volume(project.path / "val" / "coarse.zarr", raw, labels, [16, 16, 16])
+    with pytest.raises(InputError, match=r"val/coarse has voxel size \[16, 16, 16\]"):
+        resolve.fill_inputs(project, "train", {})
+
+
 def test_stop_after_needs_validation(project: Project) -> None:
     config = cfg.with_value(project.load_config(), "train.validate_every", 0)
     with pytest.raises(InputError, match=r"train\.stop_after"):
