@@ -473,9 +473,18 @@ class Trainer:
         batch: dict[str, np.ndarray],
         tensors: dict[str, Any],
     ) -> None:
-        """Raw, targets and predictions of the first sample, as zarr arrays."""
+        """Raw, targets and predictions of the first sample, as zarr arrays.
+
+        Each array has its own voxel size and offset (create_array: funlib attributes and
+        OME-NGFF), so raw, targets and predictions of different extents line up: every
+        array of a batch is centred in raw (engine.pipeline), and raw starts at 0, since
+        the sample's place in its volume is not kept. Raw loses its channel axis.
+        """
+        import shutil
+
         import torch
-        import zarr
+
+        from engine.data.volume import create_array
 
         with torch.no_grad():
             if model_type in _AUTO_CONTEXT and in_stage1:
@@ -484,13 +493,22 @@ class Trainer:
                 out = model(tensors["raw"])
                 out = out if isinstance(out, tuple) else (out,)
                 outputs = dict(zip(model.output_names, out))
-        path = self.run_dir / "snapshots" / f"iteration_{iteration:08d}.zarr"
-        root = zarr.open_group(str(path), mode="w")
-        root.attrs["voxel_size"] = list(self.config.data.voxel_size)
-        for name, value in batch.items():
-            root[name] = np.asarray(value[0])
+        voxel_size = [int(v) for v in self.config.data.voxel_size]
+        dims = len(voxel_size)
+        arrays = {name: np.asarray(value[0]) for name, value in batch.items()}
+        arrays["raw"] = arrays["raw"].reshape(arrays["raw"].shape[-dims:])
         for name, value in outputs.items():
-            root[f"pred_{name}"] = value[0].float().cpu().numpy()
+            arrays[f"pred_{name}"] = value[0].float().cpu().numpy()
+        raw_shape = arrays["raw"].shape
+        path = self.run_dir / "snapshots" / f"iteration_{iteration:08d}.zarr"
+        shutil.rmtree(path, ignore_errors=True)  # a resumed run snapshots again
+        for name, data in arrays.items():
+            shape = data.shape[-dims:]
+            offset = [(r - s) // 2 * v for r, s, v in zip(raw_shape, shape, voxel_size)]
+            array = create_array(
+                path, name, data.shape, data.dtype, voxel_size, offset, chunks=data.shape
+            )
+            array[...] = data
         self.events.emit("snapshot", iteration=iteration, path=str(path))
 
 

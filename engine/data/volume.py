@@ -1,8 +1,10 @@
 """Project volumes: zarr containers with `raw`, `labels` and `labels_mask` arrays.
 
 Arrays carry voxel size and offset (nm) as funlib.persistence metadata, and also the
-`resolution` attribute that older gunpowder sources read. Read them through
-`open_array` (funlib.persistence), never through gunpowder's ZarrSource.
+`resolution` attribute that older gunpowder sources read; their container group carries
+OME-NGFF 0.4 multiscales for them (engine.data.ome), so napari and neuroglancer show
+them to scale. Read them through `open_array` (funlib.persistence), never through
+gunpowder's ZarrSource.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from engine.data import ome
 
 RAW = "raw"
 LABELS = "labels"
@@ -47,7 +51,10 @@ def create_array(
     Written with zarr alone, in the layout funlib.persistence's `prepare_ds` writes and
     `open_ds` reads (voxel_size, offset, axis_names, units, types; plus the `resolution`
     older gunpowder sources read): importing funlib costs a blockwise run 1.5 s at
-    start. Offsets must be multiples of the voxel size, as funlib requires.
+    start. Offsets must be multiples of the voxel size, as funlib requires. The array
+    also gets its OME-NGFF 0.4 multiscales entry on the container group (engine.data.ome)
+    and, for neuroglancer opening the array alone, `_ARRAY_DIMENSIONS` and
+    `dimension_units`.
     """
     import zarr
 
@@ -77,8 +84,15 @@ def create_array(
             "types": ["channel" if n.endswith("^") else "space" for n in names],
             "units": ["nm"] * dims,
             "voxel_size": [int(v) for v in voxel_size],
+            "_ARRAY_DIMENSIONS": names,
+            "dimension_units": [
+                *([None] * (len(shape) - dims)),
+                *(f"{int(v)} nm" for v in voxel_size),
+            ],
         }
     )
+    if len(shape) - dims in (0, 1) and dims in (2, 3):
+        ome.add(container, name, len(shape), voxel_size, offset)
     return array
 
 
