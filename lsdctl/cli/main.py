@@ -20,6 +20,7 @@ from lsdctl.cli import project as project_cli
 from lsdctl.cli import runs as runs_cli
 from lsdctl.cli import train as train_cli
 from lsdctl.cli import tui as tui_cli
+from lsdctl.cli import view as view_cli
 
 # typer 0.29 vendors click; its exception classes are reachable through the public ones.
 _ClickException: type[Exception] = next(
@@ -89,6 +90,7 @@ app.command("gpus")(gpus_cli.gpus)
 app.add_typer(daemon_cli.app, name="daemon")
 app.command("demo")(demo_cli.demo)
 app.command("tui")(tui_cli.tui)
+app.command("view")(view_cli.view)
 
 
 def _version(value: bool) -> None:
