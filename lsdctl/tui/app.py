@@ -20,6 +20,7 @@ from engine.project import projects_root as default_projects_root
 from lsdctl.tui.messages import DaemonLost, DaemonReached, RunSelected
 from lsdctl.tui.protocol import TuiClient
 from lsdctl.tui.screens import GpusScreen, HelpScreen, ProjectsScreen, RunDetailScreen, RunsScreen
+from lsdctl.tui.viewers import Viewers
 
 DEFAULT_INTERVAL_S = 2.0
 
@@ -53,6 +54,7 @@ class LsdctlApp(App[None]):
         self.client = client
         self.projects_root = (projects_root or default_projects_root()).absolute()
         self.interval = interval
+        self.viewers = Viewers()  # neuroglancer viewers started with `v`
 
     def on_daemon_lost(self, message: DaemonLost) -> None:
         self.daemon_error = message.reason
@@ -68,6 +70,7 @@ class LsdctlApp(App[None]):
             self.push_screen(HelpScreen())
 
     async def on_unmount(self) -> None:
+        await self.viewers.close()
         await self.client.aclose()
 
 

@@ -118,6 +118,27 @@ class RunActionsScreen(PollingScreen):
     def resume_run(self, run: RunInfo) -> None:
         self._act("resume", run.id)
 
+    def view_run(self, run: RunInfo) -> None:
+        """Start (or find) the run's neuroglancer viewer and show its URL."""
+        running = self.tui.viewers.url(run.id)
+        if running is None:
+            self.notify(f"starting a viewer of {run.id}…", timeout=3)
+        self._view(run)
+
+    @work(group="view")
+    async def _view(self, run: RunInfo) -> None:
+        try:
+            url = await self.tui.viewers.open(run.project_path, run.id)
+        except LsdctlError as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return
+        self.app.copy_to_clipboard(url)  # where the terminal lets programs do so
+        self.notify(f"viewer of {run.id}: {url}", title="neuroglancer", timeout=60)
+        self.viewer_started(run.id, url)
+
+    def viewer_started(self, run_id: str, url: str) -> None:
+        """A viewer of `run_id` runs at `url` (screens that list runs say so)."""
+
     @work(group="act")
     async def _act(self, what: str, run_id: str) -> None:
         try:

@@ -66,6 +66,7 @@ class RunDetailScreen(RunActionsScreen):
         Binding("K", "tab('checkpoints')", "Checkpoints"),
         Binding("c", "cancel_run", "Cancel"),
         Binding("r", "resume_run", "Resume"),
+        Binding("v", "view_run", "View"),
         Binding("plus,equals_sign", "smoothing(0.1)", "Smoother"),
         Binding("minus", "smoothing(-0.1)", "Rougher"),
     ]
@@ -243,6 +244,10 @@ class RunDetailScreen(RunActionsScreen):
     def action_cancel_run(self) -> None:
         if self.detail is not None:
             self.cancel_run(self.detail)
+
+    def action_view_run(self) -> None:
+        if self.detail is not None:
+            self.view_run(self.detail)
 
     def action_resume_run(self) -> None:
         if self.detail is not None:

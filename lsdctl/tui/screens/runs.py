@@ -69,6 +69,7 @@ class RunsScreen(RunActionsScreen):
         Binding("c", "cancel_run", "Cancel"),
         Binding("r", "resume_run", "Resume"),
         Binding("l", "logs", "Logs"),
+        Binding("v", "view_run", "View"),
         Binding("n", "new_run", "New run"),
         Binding("slash", "filter", "Filter"),
         Binding("s", "cycle_sort", "Sort"),
@@ -129,6 +130,9 @@ class RunsScreen(RunActionsScreen):
                 parts.append(text.splitlines()[0])
             if run.best_validation is not None:
                 parts.append(f"best {fmt.validation(run.best_validation)}")
+            url = self.tui.viewers.url(run.id)
+            if url is not None:
+                parts.append(f"viewer {url}")
         self.query_one("#run-note", Static).update(" · ".join(parts))
 
     @on(RunHighlighted)
@@ -196,6 +200,14 @@ class RunsScreen(RunActionsScreen):
         run = self.selected()
         if run is not None:
             self.resume_run(run)
+
+    def action_view_run(self) -> None:
+        run = self.selected()
+        if run is not None:
+            self.view_run(run)
+
+    def viewer_started(self, run_id: str, url: str) -> None:
+        self._note()
 
     def action_new_run(self) -> None:
         def submitted(run: RunInfo | None) -> None:
