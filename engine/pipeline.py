@@ -17,8 +17,6 @@ import contextlib
 import functools
 import logging
 import math
-import random
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -29,12 +27,11 @@ import dask
 import gunpowder as gp
 import numpy as np
 from funlib.geometry import Coordinate, Roi
-from gunpowder.ext import augment
 
 from engine.config import ProjectConfig
 from engine.errors import InputError
 from engine.input import _INPUT_SCALE, _INPUT_SHIFT, _RAW_SCALE, normalize_raw
-from engine.nodes import AddLsds
+from engine.nodes import AddLsds, ElasticAugment, MaskedRandomLocation
 from engine.prefetch import Prefetcher
 from engine.targets.lsds import gaussian_radius
 
@@ -54,9 +51,6 @@ _JITTER_REACH = 3.0
 # after seconds, while a volume where one location in a thousand qualifies fails to
 # yield a sample once in e**10 samples.
 _MAX_LOCATIONS = 10_000
-# Coordinates this close to whole voxels are taken as whole (they come out of float32
-# interpolation of the identity, within about 1e-5 of it).
-_WHOLE_VOXEL = 1e-3
 
 
 @dataclass(frozen=True)
@@ -423,7 +417,9 @@ def _volume_source(
     source += gp.Pad(keys.raw, None)
     source += gp.Pad(keys.labels, padding)
     source += gp.Pad(keys.labels_mask, padding)
-    source += _RandomLocation(volume, config.preprocess.min_masked, keys.labels_mask)
+    source += MaskedRandomLocation(
+        keys.labels_mask, config.preprocess.min_masked, str(volume), _MAX_LOCATIONS
+    )
     return source
 
 
@@ -519,20 +515,17 @@ def _add_augmentations(
                 "prob_shift": aug.prob_shift,
                 "max_misalign": aug.max_misalign,
             }
-        with warnings.catch_warnings():
-            # deprecated in favour of DeformAugment, which the LSD paper did not use
-            warnings.simplefilter("ignore", DeprecationWarning)
-            # In 3D the transformation stays 3D (misalignment needs that); rotation
-            # is always about z, and anisotropic presets keep sections flat with a
-            # jitter of 0 in z.
-            pipeline += _ElasticAugment(
-                control_point_spacing=list(aug.control_point_spacing),
-                jitter_sigma=list(aug.jitter_sigma),
-                rotation_interval=[0.0, math.pi / 2.0] if aug.rotation else [0.0, 0.0],
-                subsample=_ELASTIC_SUBSAMPLE,
-                spatial_dims=dims,
-                **misalign,
-            )
+        # In 3D the transformation stays 3D (misalignment needs that); rotation is
+        # always about z, and anisotropic presets keep sections flat with a jitter of 0
+        # in z.
+        pipeline += ElasticAugment(
+            control_point_spacing=list(aug.control_point_spacing),
+            jitter_sigma=list(aug.jitter_sigma),
+            rotation_interval=[0.0, math.pi / 2.0] if aug.rotation else [0.0, 0.0],
+            subsample=_ELASTIC_SUBSAMPLE,
+            spatial_dims=dims,
+            **misalign,
+        )
     if aug.simple:
         pipeline += gp.SimpleAugment(transpose_only=transposable_axes(config, input_shape))
     low, high = aug.intensity_scale
@@ -567,196 +560,6 @@ class _ArraySource(gp.ArraySource):
     def provide(self, request: gp.BatchRequest) -> gp.Batch:
         with dask.config.set(scheduler="synchronous"):
             return super().provide(request)
-
-
-class _RandomLocation(gp.RandomLocation):
-    """gp.RandomLocation that gives up, naming the volume, when `min_masked` cannot be met.
-
-    Reads and provides what gp.RandomLocation does. gunpowder draws locations until
-    one holds enough labelled voxels, forever if none does (a mask of zeros, or a
-    sample larger than the labelled region); here, after `_MAX_LOCATIONS` draws, an
-    InputError says so.
-    """
-
-    def __init__(self, volume: Path, min_masked: float, mask: gp.ArrayKey):
-        super().__init__(min_masked=min_masked, mask=mask)
-        self.volume = volume
-        self._draws = 0
-
-    def prepare(self, request: gp.BatchRequest) -> gp.BatchRequest:
-        self._draws = 0
-        return super().prepare(request)
-
-    # name-mangled: wraps gp.RandomLocation's private __is_min_masked
-    def _RandomLocation__is_min_masked(self, shift: Coordinate, request: gp.BatchRequest) -> bool:
-        self._draws += 1
-        if self._draws > _MAX_LOCATIONS:
-            raise InputError(
-                f"no sample of {self.volume} has {self.min_masked:.0%} labelled voxels "
-                f"(preprocess.min_masked) in {_MAX_LOCATIONS} random locations: check its "
-                "labels_mask, lower preprocess.min_masked or train on other volumes"
-            )
-        return bool(super()._RandomLocation__is_min_masked(shift, request))
-
-
-class _ElasticAugment(gp.ElasticAugment):
-    """gp.ElasticAugment (same parameters, same random draws), faster where it is slow.
-
-    Reads and provides what gp.ElasticAugment does. Three steps are replaced, all
-    measured in bench/pipeline.py (together they took a third of a batch): the coarse
-    transformation is upsampled to every voxel with matrix products (`upsample_linear`,
-    not scipy's zoom); interpolatable arrays (raw) are interpolated with `_linear`, in
-    2D where the coordinates of an axis are whole voxels (serial sections); the others
-    (labels, masks) are indexed at the nearest voxel, exactly as scipy's order-0
-    map_coordinates rounds, without its detour through float64, which rounds label ids
-    above 2**53. This relies on gunpowder 1.4's ElasticAugment internals (pinned in
-    pyproject.toml; tests/engine/test_pipeline.py checks them and the equality).
-    """
-
-    # name-mangled: this replaces gp.ElasticAugment's private __create_transformation
-    def _ElasticAugment__create_transformation(self, target_shape: Coordinate) -> np.ndarray:
-        scale = self.scale_min + random.random() * (self.scale_max - self.scale_min)
-        shape = tuple(target_shape)
-        transformation = augment.create_identity_transformation(
-            shape, subsample=self.subsample, scale=scale
-        )
-        if sum(self.jitter_sigma) > 0:
-            transformation += augment.create_elastic_transformation(
-                shape, self.control_point_spacing, self.jitter_sigma, subsample=self.subsample
-            )
-        rotation = random.random() * self.rotation_max_amount + self.rotation_start
-        if rotation != 0:
-            transformation += augment.create_rotation_transformation(
-                shape, rotation, subsample=self.subsample
-            )
-        if self.subsample > 1:
-            transformation = upsample_linear(transformation, shape)
-        if self.prob_slip + self.prob_shift > 0:
-            self._ElasticAugment__misalign(transformation)
-        result: np.ndarray = transformation
-        return result
-
-    def process(self, batch: gp.Batch, request: gp.BatchRequest) -> None:
-        if any(key in self.target_rois for key in batch.graphs):
-            # graphs are not part of the training pipeline; gunpowder's node handles them
-            super().process(batch, request)
-            return
-        spatial = self.spatial_dims
-        for key, array in batch.arrays.items():
-            if key not in self.target_rois:
-                continue
-            transformation = self.transformations[key]
-            shape = array.data.shape
-            data = array.data.reshape((-1, *shape[-spatial:]))
-            if self.spec[key].interpolatable:
-                out = _linear(data, transformation)
-                # interpolation stays within the data's range; rounding may not, and
-                # IntensityAugment asserts raw within [0, 1]
-                if data.size:
-                    np.clip(out, data.min(), data.max(), out=out)
-            else:
-                out = _nearest(data, transformation)
-            array.data = out.reshape((*shape[:-spatial], *out.shape[1:]))
-            array.spec.roi = request[key].roi
-
-
-def _nearest(data: np.ndarray, transformation: np.ndarray) -> np.ndarray:
-    """`data` (C, *spatial) sampled at the voxels nearest to `transformation` (D, *out).
-
-    Rounds as scipy's order-0 map_coordinates does, floor(x + 0.5) (truncation equals
-    floor here: the source ROI was grown to hold every transformed coordinate, so they
-    are not below -0.5, and the clip only guards rounding at the far end).
-    """
-    spatial = data.shape[1:]
-    flat: np.ndarray | None = None
-    shifted = np.empty(transformation.shape[1:], dtype=transformation.dtype)
-    for d, n in enumerate(spatial):
-        np.add(transformation[d], 0.5, out=shifted)
-        index = shifted.astype(np.intp)
-        np.clip(index, 0, n - 1, out=index)
-        if flat is None:
-            flat = index
-        else:
-            flat *= n
-            flat += index
-    assert flat is not None  # at least one spatial axis
-    return np.take(data.reshape(data.shape[0], -1), flat, axis=1)
-
-
-def upsample_linear(transformation: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """(D, *coarse) to (D, *shape) by separable linear interpolation, corners aligned.
-
-    Equal to what `scipy.ndimage.zoom(order=1)` gives per component (within float32
-    rounding): output index i samples the coarse grid at i * (n_in - 1) / (n_out - 1).
-    Each axis is one matrix product with a two-band interpolation matrix, the last
-    (finest-strided) axis first so that only the final product writes the full size.
-    """
-    out = np.ascontiguousarray(transformation, dtype=np.float32)
-    for axis in range(len(shape), 0, -1):
-        n_in, n_out = out.shape[axis], shape[axis - 1]
-        if n_in == n_out:
-            continue
-        weights = _interpolation_matrix(n_in, n_out)
-        if axis == out.ndim - 1:
-            out = out @ weights.T
-        else:
-            lead = out.shape[:axis]
-            rest = out.shape[axis + 1 :]
-            out = weights @ out.reshape((-1, n_in, int(np.prod(rest))))
-            out = out.reshape((*lead, n_out, *rest))
-    return out
-
-
-def _interpolation_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) float32: linear interpolation with aligned corners."""
-    weights = np.zeros((n_out, n_in), dtype=np.float32)
-    if n_in == 1:
-        weights[:, 0] = 1.0
-        return weights
-    position = np.arange(n_out) * ((n_in - 1) / max(n_out - 1, 1))
-    low = np.minimum(position.astype(np.intp), n_in - 2)
-    fraction = position - low
-    rows = np.arange(n_out)
-    weights[rows, low] = 1.0 - fraction
-    weights[rows, low + 1] = fraction
-    return weights
-
-
-def _linear(data: np.ndarray, transformation: np.ndarray) -> np.ndarray:
-    """`data` (C, *spatial) linearly interpolated at `transformation` (D, *out).
-
-    scipy's order-1 map_coordinates, restricted to what the elastic augmentation
-    produces (every coordinate inside the data) and faster: an axis whose coordinates
-    are all whole voxels (z of serial sections, which are never jittered or rotated
-    out of plane) is indexed directly, so anisotropic volumes interpolate in 2D.
-    """
-    spatial = data.shape[1:]
-    strides = np.cumprod((1, *spatial[:0:-1]))[::-1]
-    flat_data = data.reshape(data.shape[0], -1)
-    base = np.zeros(transformation.shape[1:], dtype=np.intp)
-    fractional: list[tuple[int, np.ndarray]] = []
-    for d, n in enumerate(spatial):
-        coordinate = transformation[d]
-        whole = np.rint(coordinate)
-        if n == 1 or np.abs(coordinate - whole).max() <= _WHOLE_VOXEL:
-            index = np.clip(whole.astype(np.intp), 0, n - 1)
-        else:
-            index = np.clip(np.floor(coordinate).astype(np.intp), 0, n - 2)
-            weight = np.clip(coordinate - index, 0.0, 1.0).astype(np.float32)
-            fractional.append((int(strides[d]), weight))
-        base += index * strides[d]
-    # the values at the 2**F corners (last fractional axis fastest), then one linear
-    # interpolation per fractional axis, last first, each halving the corners
-    corners = [
-        np.take(
-            flat_data, base + sum(c * stride for c, (stride, _) in zip(corner, fractional)), axis=1
-        )
-        for corner in np.ndindex(*(2,) * len(fractional))
-    ]
-    for _, weight in reversed(fractional):
-        corners = [low + weight * (high - low) for low, high in zip(corners[::2], corners[1::2])]
-    out: np.ndarray = corners[0].astype(data.dtype, copy=False)
-    return out
 
 
 class _GrowBoundary(gp.BatchFilter):
