@@ -152,6 +152,44 @@ def test_the_neuroglancer_state_names_axes_scales_shaders_and_position(
     assert list(source.transform.output_dimensions.names) == ["c^", "z", "y", "x"]
 
 
+@pytest.mark.slow
+def test_a_train_run_shows_its_latest_snapshot_aligned(projects: Path, server: ZarrServer) -> None:
+    import neuroglancer
+
+    from engine import config as cfg
+    from engine.data.volume import write_volume
+    from engine.project import init_project
+    from engine.synth import synthesize
+    from engine.train import main as train_main
+    from tests.engine.train_runs import make_run_dir
+
+    project = init_project("snap", "tiny", root=projects).path
+    settings = {"iterations": 2, "snapshot_every": 1, "validate_every": 0}
+    config = cfg.from_preset("tiny", {"system": {"num_workers": 0}, "train": settings})
+    voxel = tuple(config.data.voxel_size)
+    raw, labels = synthesize((56, 56, 56), voxel, seed=2)
+    write_volume(project / "train" / "v.zarr", raw, labels, voxel)
+    run_dir = make_run_dir(project, config, name="train-snap")
+    assert train_main([str(run_dir)]) == 0
+
+    plan = plan_view(project, "train-snap")
+    assert plan.title == "train-snap: iteration 2"  # the latest of two snapshots
+    layers = {layer.name: layer for layer in plan.layers}
+    assert list(layers) == ["raw", "labels", "gt_lsds", "pred_lsds", "gt_affs", "pred_affs"]
+    input_shape = np.array(config.model.input_shape)
+    assert layers["raw"].offset == (0, 0, 0) and layers["raw"].shape == tuple(input_shape)
+    output = np.array(layers["pred_affs"].shape)
+    centred = tuple(int(o) for o in (input_shape - output) // 2 * np.array(voxel))
+    for name in ("labels", "gt_lsds", "pred_lsds", "gt_affs", "pred_affs"):
+        assert layers[name].offset == centred and layers[name].voxel_size == voxel, name
+    assert layers["raw"].value_range is not None  # float raw: grey over its own range
+    # The project alone shows the same, having nothing predicted yet.
+    assert [layer.name for layer in plan_view(project).layers] == list(layers)
+    state = neuroglancer.ViewerState()
+    apply_plan(state, plan, server)
+    assert "invlerp" in state.layers["raw"].shader
+
+
 # ---- the command -------------------------------------------------------------------------
 def test_bad_input_is_one_line_and_exit_2(made: ViewProject, cli: CliCaller) -> None:
     name = made.path.name
