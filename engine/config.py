@@ -574,22 +574,30 @@ def describe_errors(exc: ValidationError) -> str:
 
 
 # ---- project.toml ---------------------------------------------------------------------
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path, remedy: str = "fix the file") -> dict[str, Any]:
+    """The TOML document at `path`; an InputError of one line, naming the file, what is
+    wrong with it and `remedy`, when it cannot be read, is not UTF-8 or not TOML."""
     try:
         with path.open("rb") as f:
             return tomllib.load(f)
-    except tomllib.TOMLDecodeError as exc:
+    except UnicodeDecodeError as exc:
         raise InputError(
-            f"{path} is not valid TOML ({exc}); fix the file or restore it with "
-            "`lsdctl init NAME --force`"
+            f"{path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start}): {remedy}"
         ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path} is not valid TOML ({exc}): {remedy}") from None
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def load(path: Path) -> ProjectConfig:
     """Read and validate a `project.toml`."""
-    return validate(_read_toml(path), source=str(path))
+    remedy = (
+        "fix it in a text editor (saved as UTF-8), or write it anew from a preset with "
+        f"`lsdctl init {path.parent.name} --force` (volumes and runs are kept)"
+    )
+    return validate(_read_toml(path, remedy), source=str(path))
 
 
 def dump(config: ProjectConfig) -> str:
