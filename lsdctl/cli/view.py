@@ -51,9 +51,13 @@ def view(
     check_port(port)
     plan = plan_view(proj.path, run, volume, threshold)
     session = start_viewer(plan, port)
-    for note in plan.notes:
-        typer.echo(note)
-    typer.echo(f"layers: {', '.join(layer.name for layer in plan.layers)}")
-    typer.echo(f"viewer: {session.url}")
-    typer.echo("Ctrl-C stops the viewer")
+    try:
+        for note in plan.notes:
+            typer.echo(note)
+        typer.echo(f"layers: {', '.join(layer.name for layer in plan.layers)}")
+        typer.echo(f"viewer: {session.url}")
+        typer.echo("Ctrl-C stops the viewer")
+    except KeyboardInterrupt:  # before serving began: stop all the same, quietly
+        session.stop()
+        return
     serve_forever(session)

@@ -257,7 +257,8 @@ def test_the_command_prints_the_url_and_ctrl_c_stops_it(made: ViewProject, proje
             assert page.status == 200 and b"neuroglancer" in page.read().lower()
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=20) == 0
+        code = process.wait(timeout=20)
+    assert code == 0, process.stderr.read() if process.stderr else ""
     with pytest.raises(OSError):
         urllib.request.urlopen(url, timeout=2)
 
