@@ -2,8 +2,13 @@
 
 Those files are Python (`_C.TRAIN.BATCH_SIZE = 1`, with `if` blocks on earlier values and
 expressions such as `(3,) * 3` or `math.pi / 2`). They are parsed with `ast` and
-evaluated by a small interpreter that knows literals, arithmetic, earlier `_C` values and
-`math`; they are never executed, so a file that imports torch or touches paths is safe.
+evaluated by a small, bounded interpreter: literals, + - * / // % and comparisons on
+them, earlier `_C` values and `math`'s float constants. They are never executed, so a
+file that imports torch or touches paths is safe; and nothing in one can make the
+interpreter compute for long or fill memory: `**` is refused (`2**10**10` alone would
+need gigabytes), numbers beyond 64 bits, values of more than `_MAX_ITEMS` items
+and `%` formatting are refused, before they are computed. A refused or unknown value
+is listed as not mapped, with the reason.
 """
 
 from __future__ import annotations
@@ -21,9 +26,26 @@ from pydantic import ValidationError
 from engine import config as cfg
 from engine.errors import InputError
 
+# An older config_*.py is a few kilobytes; anything far larger is not one.
+_MAX_FILE_BYTES = 1_000_000
+# The largest magnitude of an integer, the most items (nested sequences counted
+# through, strings by character) a value may have: configs hold shapes, counts, rates.
+_MAX_INT = 2**63
+_MAX_ITEMS = 10_000
+
 
 class _Unknown(Exception):
     """An expression the interpreter does not evaluate (a call, an f-string, ...)."""
+
+    def __init__(self, expression: str, reason: str = "") -> None:
+        super().__init__(expression)
+        self.expression = expression
+        self.reason = reason
+
+    def describe(self, target: str) -> str:
+        if self.reason:
+            return f"not evaluated: {self.reason} ({self.expression}); set {target} by hand"
+        return f"computed at run time ({self.expression}); set {target} by hand"
 
 
 _BINARY: dict[type, Callable[[Any, Any], Any]] = {
@@ -32,7 +54,6 @@ _BINARY: dict[type, Callable[[Any, Any], Any]] = {
     ast.Mult: operator.mul,
     ast.Div: operator.truediv,
     ast.FloorDiv: operator.floordiv,
-    ast.Pow: operator.pow,
     ast.Mod: operator.mod,
 }
 _COMPARE: dict[type, Callable[[Any, Any], Any]] = {
@@ -52,11 +73,21 @@ _COMPARE: dict[type, Callable[[Any, Any], Any]] = {
 def read_assignments(path: Path) -> dict[str, Any]:
     """`{"TRAIN.BATCH_SIZE": 1, ...}` for every `_C.`-rooted value the file sets."""
     try:
-        tree = ast.parse(path.read_text(), filename=str(path))
+        size = path.stat().st_size
+        if size > _MAX_FILE_BYTES:
+            raise InputError(
+                f"{path} is {size} bytes: an older config_*.py is a few kilobytes "
+                f"(at most {_MAX_FILE_BYTES} are read)"
+            )
+        tree = ast.parse(path.read_bytes(), filename=str(path))
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
     except SyntaxError as exc:
         raise InputError(f"{path} is not valid Python (line {exc.lineno}): {exc.msg}") from None
+    except RecursionError:
+        raise InputError(f"{path} nests expressions too deeply to be read") from None
+    except ValueError as exc:  # null bytes, for one
+        raise InputError(f"{path} is not valid Python: {exc}") from None
     values: dict[str, Any] = {}
     _run(tree.body, values)
     if not values:
@@ -73,12 +104,12 @@ def _run(statements: list[ast.stmt], values: dict[str, Any]) -> None:
             if key is None:
                 continue
             try:
-                values[key] = _eval(node.value, values)
-            except _Unknown:
-                values[key] = _Unknown(ast.unparse(node.value))
+                values[key] = _bounded_eval(node.value, values)
+            except _Unknown as exc:
+                values[key] = exc
         elif isinstance(node, ast.If):
             try:
-                branch = node.body if _eval(node.test, values) else node.orelse
+                branch = node.body if _bounded_eval(node.test, values) else node.orelse
             except _Unknown:
                 continue  # cannot tell which branch the old script took: take neither
             _run(branch, values)
@@ -94,12 +125,65 @@ def _dotted(node: ast.expr) -> str | None:
     return None
 
 
+def _source(node: ast.expr) -> str:
+    try:
+        text = ast.unparse(node)
+    except RecursionError:
+        return "a deeply nested expression"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _bounded_eval(node: ast.expr, values: dict[str, Any]) -> Any:
+    try:
+        return _eval(node, values)
+    except RecursionError:
+        raise _Unknown(_source(node), "nested too deeply") from None
+    except (ArithmeticError, TypeError, ValueError):
+        # 1 / 0, "a" - 1, float overflow: the old script would have failed here too
+        raise _Unknown(_source(node), "fails to evaluate") from None
+
+
+def _size(value: Any) -> int:
+    """Items in `value`, nested sequences counted through (strings by character)."""
+    if isinstance(value, str | bytes):
+        return len(value)
+    if isinstance(value, tuple | list):
+        return 1 + sum(_size(v) for v in value)
+    return 1
+
+
+def _checked(value: Any, node: ast.expr, size: int | None = None) -> Any:
+    """`value`, if within the interpreter's bounds (`size`: its `_size`, if known)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and abs(value) > _MAX_INT:
+        raise _Unknown(_source(node), "a number beyond 64 bits")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _Unknown(_source(node), "not a finite number")
+    if (size if size is not None else _size(value)) > _MAX_ITEMS:
+        raise _Unknown(_source(node), f"more than {_MAX_ITEMS} items")
+    return value
+
+
+def _binary(node: ast.BinOp, left: Any, right: Any) -> Any:
+    """`left op right`, refusing what would be large before computing it."""
+    if isinstance(node.op, ast.Mult):
+        for seq, n in ((left, right), (right, left)):
+            if isinstance(seq, str | bytes | tuple | list) and isinstance(n, int):
+                # a repeated list shares its items, but every later step copies them
+                wrapper = 1 if isinstance(seq, tuple | list) else 0
+                _checked(seq, node, wrapper + (_size(seq) - wrapper) * max(n, 0))
+    if isinstance(node.op, ast.Mod) and isinstance(left, str | bytes):
+        raise _Unknown(_source(node), "%-formatting")
+    return _checked(_BINARY[type(node.op)](left, right), node)
+
+
 def _eval(node: ast.expr, values: dict[str, Any]) -> Any:
     if isinstance(node, ast.Constant):
-        return node.value
+        return _checked(node.value, node)
     if isinstance(node, ast.Tuple | ast.List):
         items = [_eval(e, values) for e in node.elts]
-        return tuple(items) if isinstance(node, ast.Tuple) else items
+        return _checked(tuple(items) if isinstance(node, ast.Tuple) else items, node)
     if isinstance(node, ast.UnaryOp):
         operand = _eval(node.operand, values)
         if isinstance(node.op, ast.USub):
@@ -107,9 +191,12 @@ def _eval(node: ast.expr, values: dict[str, Any]) -> Any:
         if isinstance(node.op, ast.Not):
             return not operand
         if isinstance(node.op, ast.UAdd):
-            return operand
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        return _BINARY[type(node.op)](_eval(node.left, values), _eval(node.right, values))
+            return +operand
+    if isinstance(node, ast.BinOp):
+        if isinstance(node.op, ast.Pow):
+            raise _Unknown(_source(node), "** (exponentiation) is refused")
+        if type(node.op) in _BINARY:
+            return _binary(node, _eval(node.left, values), _eval(node.right, values))
     if isinstance(node, ast.BoolOp):
         results = [_eval(v, values) for v in node.values]
         return all(results) if isinstance(node.op, ast.And) else any(results)
@@ -122,11 +209,11 @@ def _eval(node: ast.expr, values: dict[str, Any]) -> Any:
     if isinstance(node, ast.Attribute):
         if isinstance(node.value, ast.Name) and node.value.id == "math":
             if isinstance(getattr(math, node.attr, None), float):
-                return getattr(math, node.attr)
+                return _checked(getattr(math, node.attr), node)
         key = _dotted(node)
         if key is not None and key in values and not isinstance(values[key], _Unknown):
             return values[key]
-    raise _Unknown(ast.unparse(node))
+    raise _Unknown(_source(node))
 
 
 # Old key → new dotted key. `MODEL.` stands for MODEL_ISO or MODEL_ANISO, whichever
@@ -192,7 +279,7 @@ def map_legacy_config(path: Path, base: cfg.ProjectConfig) -> LegacyMapping:
         if target is None:
             unmapped.append((old, reason))
         elif isinstance(value, _Unknown):
-            unmapped.append((old, f"computed at run time ({value}); set {target} by hand"))
+            unmapped.append((old, value.describe(target)))
         else:
             updates.append((old, target, _convert(target, value)))
     if "DATA.DIM_2D" in values:
