@@ -1,7 +1,8 @@
 """Where a daemon keeps its state; shared with the CLI, so it imports nothing but stdlib.
 
 `$LSDCTL_HOME`, else `$XDG_STATE_HOME/lsdctl`, else `~/.local/state/lsdctl`. The folder
-holds the socket, the SQLite database, the pid file, the singleton lock and the log.
+holds the socket, the SQLite database, the pid file, the singleton lock, the log and,
+while the daemon listens on TCP without a token file of the user's, its token.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ class DaemonPaths:
     @property
     def log(self) -> Path:
         return self.home / "daemon.log"
+
+    @property
+    def token(self) -> Path:
+        """The token a loopback TCP listener demands, when no token file was given."""
+        return self.home / "tcp.token"
 
     def read_pid(self) -> int | None:
         try:

@@ -1,6 +1,8 @@
 """`python -m daemon`: one daemon per LSDCTL_HOME, serving the API on a private socket.
 
 The home folder is 0700, the socket 0600, and every connection's peer uid must be ours.
+With `--tcp`, the daemon also listens on TCP, on loopback unless given `--token-file`,
+and every TCP request must carry the token (daemon.auth).
 `daemon.lock` (flock) makes a second daemon on the same home refuse to start; the pid
 is in `daemon.pid`. Runs are processes of their own: stopping the daemon leaves them
 running, and the next daemon re-attaches to them.
@@ -24,10 +26,11 @@ import uvicorn
 from fastapi import FastAPI
 
 from daemon.api import DaemonState, create_app
+from daemon.auth import parse_address, tcp_token
 from daemon.errors import DaemonError
 from daemon.gpus import Gpus
 from daemon.paths import DaemonPaths
-from daemon.peercred import PeerCheckedH11Protocol
+from daemon.peercred import protocol_for
 from daemon.resolver import Resolver
 from daemon.scheduler import Scheduler, Settings
 from daemon.store import Store
@@ -88,21 +91,41 @@ def bind_unix(path: Path) -> socket.socket:
     return sock
 
 
-def bind_tcp(address: str) -> socket.socket:
-    host, _, port = address.rpartition(":")
-    sock = socket.create_server((host or "127.0.0.1", int(port)), backlog=128)
-    sock.setblocking(False)
-    logger.warning(
-        "also listening on TCP %s: any local user can reach it (no credentials on TCP)", address
+def bind_tcp(
+    address: str, paths: DaemonPaths, token_file: Path | None
+) -> tuple[socket.socket, str]:
+    """A listening TCP socket at `address`, and the token its requests must carry.
+
+    Without `token_file`, only a loopback address is allowed, and the token is a fresh
+    one written to `paths.token` (see daemon.auth).
+    """
+    host, port = parse_address(address)
+    token = tcp_token(paths, host, token_file)
+    sock = socket.create_server(
+        (host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET, backlog=128
     )
-    return sock
+    sock.setblocking(False)
+    where = f"token file {token_file}" if token_file else f"token in {paths.token}"
+    logger.warning("also listening on TCP %s: every request must carry the %s", address, where)
+    return sock, token
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m daemon", description=__doc__)
     parser.add_argument("--home", type=Path, default=None, help="State folder (LSDCTL_HOME).")
     parser.add_argument(
-        "--tcp", metavar="HOST:PORT", default=None, help="Also listen on TCP (off by default)."
+        "--tcp",
+        metavar="HOST:PORT",
+        default=None,
+        help="Also listen on TCP (off by default); every request must carry the token. "
+        "Loopback only, unless --token-file is given.",
+    )
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        help="A file (yours alone, chmod 600) holding the token TCP requests must carry; "
+        "without it a fresh token is written to $LSDCTL_HOME/tcp.token.",
     )
     parser.add_argument("--log-level", default=os.environ.get("LSDCTL_LOG_LEVEL", "INFO"))
     return parser.parse_args(argv)
@@ -128,8 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         paths.pid.write_text(f"{os.getpid()}\n")
         sockets = [bind_unix(paths.socket)]
+        token = None
         if args.tcp:
-            sockets.append(bind_tcp(args.tcp))
+            tcp, token = bind_tcp(args.tcp, paths, args.token_file)
+            sockets.append(tcp)
+        elif args.token_file:
+            raise DaemonError("--token-file is for --tcp: give both, or neither")
         store = Store(paths.db)
     except (DaemonError, OSError, ValueError) as exc:
         logger.error("cannot start: %s", exc)
@@ -137,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.close(lock)
         return EXIT_CANNOT_START
     try:
-        asyncio.run(_serve(paths, store, sockets))
+        asyncio.run(_serve(paths, store, sockets, token))
     finally:
         store.close()
         _cleanup(paths)
@@ -149,9 +176,12 @@ def _cleanup(paths: DaemonPaths) -> None:
     if paths.read_pid() == os.getpid():
         paths.pid.unlink(missing_ok=True)
         paths.socket.unlink(missing_ok=True)
+        paths.token.unlink(missing_ok=True)
 
 
-async def _serve(paths: DaemonPaths, store: Store, sockets: list[socket.socket]) -> None:
+async def _serve(
+    paths: DaemonPaths, store: Store, sockets: list[socket.socket], tcp_token: str | None
+) -> None:
     settings = Settings.from_env()
     gpus = Gpus()
     resolver = Resolver()
@@ -180,7 +210,8 @@ async def _serve(paths: DaemonPaths, store: Store, sockets: list[socket.socket])
     app = create_app(state, lifespan)
     config = uvicorn.Config(
         app,
-        http=PeerCheckedH11Protocol,
+        http=protocol_for(tcp_token),
+        ws="none",  # no websockets: every connection goes through the checked protocol
         log_config=None,
         access_log=False,
         lifespan="on",

@@ -1,9 +1,13 @@
 """The only way lsdctl talks to the daemon: HTTP over its unix socket (httpx).
 
+With `LSDCTL_DAEMON_URL` (`http://HOST:PORT`), over TCP instead, to a daemon started
+with `--tcp`: every request then carries its token, `LSDCTL_TOKEN`, else the content
+of `LSDCTL_TOKEN_FILE`, else of the daemon home's `tcp.token` (a loopback daemon's own).
+
 Transport and HTTP errors become lsdctl errors here, once: `DaemonNotRunning` when
-nothing answers, `DaemonRefused` when the socket is someone else's, `RunNotFound` and
-`ProjectNotFound` (exit 2) for 404s, `UsageError` (exit 2) for other 4xx with the
-daemon's one-line message, `LsdctlError` for the daemon's own failures.
+nothing answers, `DaemonRefused` when the socket is someone else's or the token is
+wrong, `RunNotFound` and `ProjectNotFound` (exit 2) for 404s, `UsageError` (exit 2) for
+other 4xx with the daemon's one-line message, `LsdctlError` for the daemon's own failures.
 """
 
 from __future__ import annotations
@@ -59,7 +63,46 @@ class ProjectNotFound(UsageError):
     pass
 
 
-def _transport_error(exc: Exception, paths: DaemonPaths) -> LsdctlError:
+def daemon_url() -> str | None:
+    """The TCP address of the daemon to talk to (`LSDCTL_DAEMON_URL`), if any."""
+    return os.environ.get("LSDCTL_DAEMON_URL") or None
+
+
+def _tcp_headers(paths: DaemonPaths) -> dict[str, str]:
+    token = os.environ.get("LSDCTL_TOKEN", "").strip()
+    if not token:
+        named = os.environ.get("LSDCTL_TOKEN_FILE")
+        path = Path(named).expanduser() if named else paths.token
+        try:
+            token = path.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            if named:
+                raise UsageError(f"cannot read LSDCTL_TOKEN_FILE {path}: {exc}") from None
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _http_options(paths: DaemonPaths, url: str | None, timeout: float) -> dict[str, Any]:
+    """httpx.Client/AsyncClient arguments (but the transport) for the unix socket or `url`."""
+    if url is None:
+        return {"base_url": _BASE_URL, "timeout": timeout}
+    # trust_env=False: a proxy from the environment must not see the token
+    return {"base_url": url, "timeout": timeout, "headers": _tcp_headers(paths), "trust_env": False}
+
+
+def _tcp_error(exc: Exception, url: str) -> LsdctlError:
+    if isinstance(exc, httpx.TimeoutException):
+        return LsdctlError(f"the lsdctl daemon at {url} did not answer in time")
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return LsdctlError(f"the lsdctl daemon at {url} closed the connection mid-request")
+    return DaemonNotRunning(
+        f"no lsdctl daemon answers at {url} (LSDCTL_DAEMON_URL): start one there with "
+        "`python -m daemon --tcp HOST:PORT`, or unset LSDCTL_DAEMON_URL for the local one"
+    )
+
+
+def _transport_error(exc: Exception, paths: DaemonPaths, url: str | None = None) -> LsdctlError:
+    if url is not None:
+        return _tcp_error(exc, url)
     cause = exc.__cause__ or exc.__context__
     code = getattr(cause, "errno", None)
     if code in (errno.EACCES, errno.EPERM):
@@ -114,6 +157,8 @@ def _check(response: httpx.Response, paths: DaemonPaths) -> Any:
         detail, code = str(body.get("detail")), str(body.get("code"))
     except (ValueError, AttributeError):
         detail, code = response.text.strip()[:500] or response.reason_phrase, ""
+    if response.status_code == 401:
+        raise DaemonRefused(f"the lsdctl daemon refused the request: {detail}")
     if response.status_code == 404 and code == "project_not_found":
         raise ProjectNotFound(detail)
     if response.status_code == 404 and code == "run_not_found":
@@ -136,11 +181,11 @@ class DaemonClient:
 
     def __init__(self, home: Path | None = None, timeout: float = 30.0) -> None:
         self.paths = DaemonPaths.resolve(home)
-        self._http = httpx.Client(
-            transport=httpx.HTTPTransport(uds=str(self.paths.socket)),
-            base_url=_BASE_URL,
-            timeout=timeout,
-        )
+        self.url = daemon_url()
+        options = _http_options(self.paths, self.url, timeout)
+        if self.url is None:
+            options["transport"] = httpx.HTTPTransport(uds=str(self.paths.socket))
+        self._http = httpx.Client(**options)
 
     def __enter__(self) -> DaemonClient:
         return self
@@ -155,7 +200,7 @@ class DaemonClient:
         try:
             response = self._http.request(method, f"/v1{path}", **kwargs)
         except httpx.TransportError as exc:
-            raise _transport_error(exc, self.paths) from exc
+            raise _transport_error(exc, self.paths, self.url) from exc
         return _check(response, self.paths)
 
     def health(self) -> Health:
@@ -231,11 +276,11 @@ class AsyncDaemonClient:
 
     def __init__(self, home: Path | None = None, timeout: float = 30.0) -> None:
         self.paths = DaemonPaths.resolve(home)
-        self._http = httpx.AsyncClient(
-            transport=httpx.AsyncHTTPTransport(uds=str(self.paths.socket)),
-            base_url=_BASE_URL,
-            timeout=timeout,
-        )
+        self.url = daemon_url()
+        options = _http_options(self.paths, self.url, timeout)
+        if self.url is None:
+            options["transport"] = httpx.AsyncHTTPTransport(uds=str(self.paths.socket))
+        self._http = httpx.AsyncClient(**options)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -244,7 +289,7 @@ class AsyncDaemonClient:
         try:
             response = await self._http.request(method, f"/v1{path}", **kwargs)
         except httpx.TransportError as exc:
-            raise _transport_error(exc, self.paths) from exc
+            raise _transport_error(exc, self.paths, self.url) from exc
         return _check(response, self.paths)
 
     async def health(self) -> Health:
@@ -336,6 +381,9 @@ def ensure_daemon(home: Path | None = None, timeout: float = _START_TIMEOUT_S) -
     client = DaemonClient(home)
     if client.is_running():
         return client
+    if client.url is not None:
+        client.close()
+        raise _tcp_error(httpx.ConnectError("nothing answers"), client.url)
     process = start_daemon(client.paths)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
