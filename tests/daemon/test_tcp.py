@@ -21,7 +21,7 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from daemon.peercred import protocol_for
-from lsdctl.client import DaemonClient, DaemonRefused
+from lsdctl.client import DaemonClient, DaemonNotRunning, DaemonRefused, ensure_daemon
 from tests.daemon.conftest import ROOT, processes_of, short_home
 
 TOKEN = "a-test-token-of-32-characters-xx"
@@ -214,3 +214,16 @@ def test_connections_that_cannot_be_checked_are_closed(sock: Any, token: str | N
     transport = _Transport(sock)
     protocol.connection_made(transport)  # type: ignore[arg-type]
     assert transport.closed
+
+
+def test_a_tcp_url_with_nothing_behind_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No local daemon is started in its place: the error names the URL."""
+    home = short_home()
+    url = f"http://127.0.0.1:{_free_port()}"
+    monkeypatch.setenv("LSDCTL_DAEMON_URL", url)
+    try:
+        with pytest.raises(DaemonNotRunning, match=f"no lsdctl daemon answers at {url}"):
+            ensure_daemon(home)
+        assert not (home / "daemon.sock").exists()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
