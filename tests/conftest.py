@@ -21,6 +21,8 @@ SHARED_DATA = Path(
 def projects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     root = tmp_path / "projects"
     monkeypatch.setenv("LSDCTL_PROJECTS", str(root))
+    # A project named by the user's shell would be implied where a test names none.
+    monkeypatch.delenv("LSDCTL_PROJECT", raising=False)
     yield root
 
 

@@ -11,6 +11,7 @@ never outlives the command that shows it. Its events drive a progress bar.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import subprocess
@@ -224,3 +225,19 @@ def report_run(run: RunDetail, quiet: bool = False) -> None:
         err=True,
     )
     raise typer.Exit(1)
+
+
+def echo_run_json(
+    run_id: str,
+    kind: str,
+    state: str,
+    run_dir: str | Path | None = None,
+    result: dict[str, Any] | None = None,
+) -> None:
+    """`--json` of a command that starts a run: `{"run", "kind", "state"}` when it was
+    queued and left (-d); with `run_dir` and `result` once it was followed to its end."""
+    out: dict[str, Any] = {"run": run_id, "kind": kind, "state": state}
+    if run_dir is not None:
+        out["run_dir"] = str(run_dir)
+        out["result"] = result
+    typer.echo(json.dumps(out, indent=2))

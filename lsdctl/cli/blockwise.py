@@ -28,17 +28,30 @@ from engine.errors import InputError
 from engine.project import Project
 from engine.rundir import new_run_id
 from lsdctl.cli._follow import follow
-from lsdctl.cli._foreground import local_outcome, report_run, run_foreground, summary
+from lsdctl.cli._foreground import (
+    echo_run_json,
+    local_outcome,
+    report_run,
+    run_foreground,
+    summary,
+)
 from lsdctl.cli._guard import guarded
+from lsdctl.cli._project import project_option, resolve_project
 from lsdctl.client import ensure_daemon
 
 _EXECUTORS = ("local", "slurm", "lsf")
 # Segmentations are stored as segmentation_<threshold %.2f>: at most this many distinct.
 _MAX_THRESHOLDS = 99
-_PROJECT = typer.Option(..., "--project", "-P", help="The project.")
+_PROJECT = project_option()
 _LOCAL = typer.Option(False, "--local", help="Run in the foreground, without the daemon.")
 _DETACH = typer.Option(
     False, "--detach", "-d", help="Queue the run and print its id; do not follow it."
+)
+_JSON = typer.Option(
+    False,
+    "--json",
+    help='Print {"run", "kind", "state"} as JSON (with -d: at once; else with run_dir and '
+    "result once the run ends).",
 )
 _WORKERS = typer.Option(
     None, "--workers", min=1, help="Worker processes (default: the project's predict.num_workers)."
@@ -48,7 +61,7 @@ _WORKERS = typer.Option(
 # ---- commands ----------------------------------------------------------------------------
 @guarded
 def predict(
-    project: str = _PROJECT,
+    project: str | None = _PROJECT,
     checkpoint: str | None = typer.Option(
         None,
         "--checkpoint",
@@ -78,6 +91,7 @@ def predict(
     ),
     local: bool = _LOCAL,
     detach: bool = _DETACH,
+    as_json: bool = _JSON,
 ) -> None:
     """Predict affinities and LSDs blockwise with a trained model.
 
@@ -85,27 +99,29 @@ def predict(
 
     Examples:
 
+      lsdctl predict --workers 8          # inside projects/brain1/: the project is implied
+
       lsdctl predict --project brain1
 
       lsdctl predict --project brain1 --checkpoint train-20261126-114502-3f9a:50000 --workers 4
 
-      lsdctl predict --project brain1 --volumes sample_C --executor slurm -d
+      lsdctl predict --project brain1 --volumes sample_C --executor slurm -d --json
     """
     if executor is not None and executor not in _EXECUTORS:
         raise InputError(f"--executor must be one of {', '.join(_EXECUTORS)}, got {executor!r}")
-    proj = Project.open(project)
+    proj = resolve_project(project)
     inputs: dict[str, Any] = {"overwrite": overwrite}
     if checkpoint is not None:
         inputs["checkpoint"] = _pathish(checkpoint) if _looks_like_path(checkpoint) else checkpoint
     if volumes:
         inputs["volumes"] = [_pathish(v) for v in volumes]
     overrides: dict[str, Any] = {"predict.executor": executor} if executor else {}
-    start_run(proj, "predict", inputs, overrides, workers, gpus, local, detach)
+    start_run(proj, "predict", inputs, overrides, workers, gpus, local, detach, as_json=as_json)
 
 
 @guarded
 def segment(
-    project: str = _PROJECT,
+    project: str | None = _PROJECT,
     from_run: str | None = typer.Option(
         None, "--from", help="The predict run to segment (default: the newest succeeded one)."
     ),
@@ -123,12 +139,15 @@ def segment(
     workers: int | None = _WORKERS,
     local: bool = _LOCAL,
     detach: bool = _DETACH,
+    as_json: bool = _JSON,
 ) -> None:
     """Segment predictions: fragments, then agglomeration at each threshold.
 
     Writes RUN_DIR/segmentation/VOLUME.zarr with fragments and segmentation_<threshold>.
 
     Examples:
+
+      lsdctl segment                      # inside projects/brain1/: the project is implied
 
       lsdctl segment --project brain1
 
@@ -141,16 +160,16 @@ def segment(
         overrides["segment.thresholds"] = parse_thresholds(thresholds)
     if merge_function is not None:
         overrides["segment.merge_function"] = merge_function
-    proj = Project.open(project)
+    proj = resolve_project(project)
     inputs: dict[str, Any] = {}
     if from_run is not None:
         inputs["predict_run"] = _pathish(from_run) if "/" in from_run else from_run
-    start_run(proj, "segment", inputs, overrides, workers, 0, local, detach)
+    start_run(proj, "segment", inputs, overrides, workers, 0, local, detach, as_json=as_json)
 
 
 @guarded
 def evaluate(
-    project: str = _PROJECT,
+    project: str | None = _PROJECT,
     from_run: str | None = typer.Option(
         None, "--from", help="The segment run to score (default: the newest succeeded one)."
     ),
@@ -172,11 +191,13 @@ def evaluate(
 
     Examples:
 
+      lsdctl evaluate                     # inside projects/brain1/: the project is implied
+
       lsdctl evaluate --project brain1
 
       lsdctl evaluate --project brain1 --from segment-20261127-101500-9c0d --json
     """
-    proj = Project.open(project)
+    proj = resolve_project(project)
     inputs: dict[str, Any] = {}
     if from_run is not None:
         inputs["segment_run"] = _pathish(from_run) if "/" in from_run else from_run
@@ -274,10 +295,12 @@ def start_run(
     local: bool,
     detach: bool,
     quiet: bool = False,
+    as_json: bool = False,
 ) -> Path | None:
     """Resolve, then run in the daemon or the foreground; the run folder if it succeeded.
 
-    None when detached. `quiet` leaves the success summary to the caller.
+    None when detached. `quiet` leaves the success summary to the caller; `as_json`
+    prints the run (and, once it ended, its result) as JSON instead.
     """
     request: dict[str, Any] = {
         "project": str(proj.path.absolute()),
@@ -295,7 +318,9 @@ def start_run(
             run_dir, f"engine.{kind}", _LABELS[kind], stopping_note=_STOPPING[kind]
         )
         result = local_outcome(run_dir, code, kind, f"python -m engine.{kind} {run_dir.absolute()}")
-        if not quiet:
+        if as_json:
+            echo_run_json(run_id, kind, "succeeded", run_dir.absolute(), result)
+        elif not quiet:
             for line in summary(kind, run_id, result):
                 typer.echo(line)
         return run_dir
@@ -317,12 +342,18 @@ def start_run(
             )
         )
         if detach:
-            typer.echo(run.id)
+            if as_json:
+                echo_run_json(run.id, run.kind, run.state.value)
+            else:
+                typer.echo(run.id)
             return None
         detail = follow(client, run, _LABELS[kind])
     if detail is None:
         return None
-    report_run(detail, quiet=quiet)
+    if as_json:
+        # Printed whatever the end: the exit code (from report_run) says how it went.
+        echo_run_json(detail.id, detail.kind, detail.state.value, detail.run_dir, detail.result)
+    report_run(detail, quiet=quiet or as_json)
     return Path(detail.run_dir)
 
 

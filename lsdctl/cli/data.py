@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -12,13 +13,17 @@ from rich.table import Table
 
 from engine.project import LABELLED_SPLITS, Project, check_name
 from lsdctl.cli._guard import guarded, parse_ints
+from lsdctl.cli._project import project_option, resolve_project
+
+if TYPE_CHECKING:  # the importer pulls in h5py and zarr: loaded when a command needs it
+    from engine.data.importer import ImportRequest
 
 app = typer.Typer(
     help="Import volumes into a project, make synthetic ones, and check them.",
     no_args_is_help=True,
 )
 
-_PROJECT = typer.Option(..., "--project", "-P", help="Project name (see `lsdctl init`).")
+_PROJECT = project_option("Project name (see `lsdctl init`)")
 _SPLIT = typer.Option(
     "train",
     "--split",
@@ -48,7 +53,7 @@ def import_(
     source: Path = typer.Argument(
         ..., help="Raw volume: HDF5 (CREMI-style or any key), TIFF image/stack, or zarr/N5."
     ),
-    project: str = _PROJECT,
+    project: str | None = _PROJECT,
     split: str = _SPLIT,
     name: str | None = typer.Option(None, "--name", help="Volume name (default: the file's name)."),
     labels: Path | None = typer.Option(
@@ -76,6 +81,9 @@ def import_(
         help="Import part of the volume, in voxels: e.g. 0:35,:,: for the first 35 sections.",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a volume of the same name."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the imported volume (path, shape, voxel size, …) as JSON."
+    ),
 ) -> None:
     """Copy a volume into PROJECT/SPLIT/NAME.zarr as raw (uint8), labels (uint64), labels_mask.
 
@@ -93,9 +101,9 @@ def import_(
 
       lsdctl data import stack.h5 --project p --crop 30:35,:,: --name stack_val --split val
     """
-    from engine.data.importer import ImportRequest, import_volume, parse_crop
+    from engine.data.importer import ImportRequest, parse_crop
 
-    proj = Project.open(project)
+    proj = resolve_project(project)
     request = ImportRequest(
         source=source,
         split=split,
@@ -110,14 +118,40 @@ def import_(
         crop=parse_crop(crop) if crop else None,
         overwrite=overwrite,
     )
-    proj.split_dir(split)  # an unknown split fails before any reading
+    import_into(proj, request, as_json)
+
+
+def import_into(proj: Project, request: ImportRequest, as_json: bool = False) -> None:
+    """`data import`'s work and report, for a resolved project (`data fetch` shares it)."""
+    from engine.data.importer import import_volume
+
+    proj.split_dir(request.split)  # an unknown split fails before any reading
     with _progress() as bar:
-        task = bar.add_task(f"importing {source.name}", total=None)
+        task = bar.add_task(f"importing {request.source.name}", total=None)
         report = import_volume(
             proj,
             request,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "project": proj.name,
+                    "volume": f"{report.path.parent.name}/{report.path.name}",
+                    "path": str(report.path.absolute()),
+                    "shape": list(report.shape),
+                    "voxel_size": list(report.voxel_size),
+                    "offset": list(report.offset),
+                    "arrays": report.arrays,
+                    "raw_dtype": report.raw_dtype,
+                    "raw_scaled_from": report.raw_scaled_from,
+                    "notes": report.notes,
+                },
+                indent=2,
+            )
+        )
+        return
     for note in report.notes:
         typer.echo(f"note: {note}")
     scaled = (
@@ -131,13 +165,13 @@ def import_(
         f"voxel size {list(report.voxel_size)} nm, offset {list(report.offset)} nm, "
         f"arrays {', '.join(report.arrays)}{scaled}"
     )
-    typer.echo(f"next: lsdctl data check --project {project}")
+    typer.echo(f"next: lsdctl data check --project {proj.name}")
 
 
 @app.command("synth")
 @guarded
 def synth(
-    project: str = _PROJECT,
+    project: str | None = _PROJECT,
     split: str = _SPLIT,
     shape: str | None = typer.Option(
         None, "--shape", help="Shape in voxels, z,y,x (default: fits the model twice per axis)."
@@ -147,18 +181,27 @@ def synth(
     ),
     name: str | None = typer.Option(None, "--name", help="Volume name (default: synth<seed>)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a volume of the same name."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the written volume (path, shape, cells, seed) as JSON."
+    ),
 ) -> None:
     """Generate a deterministic EM-like volume with dense labels (for demos and tests).
 
     Dark membranes between textured cell bodies, blurred and noisy, at the project's
     voxel size; the same seed always gives the same volume.
+
+    Examples:
+
+      lsdctl data synth --project brain1
+
+      lsdctl data synth --project brain1 --split val --shape 48,88,88
     """
     from engine.data import provenance
     from engine.data.volume import write_volume
     from engine.errors import InputError
     from engine.synth import synthesize
 
-    proj = Project.open(project)
+    proj = resolve_project(project)
     config = proj.load_config()
     proj.split_dir(split)  # an unknown split fails before any work
     seed = seed if seed is not None else _SYNTH_SEEDS[split]
@@ -166,7 +209,7 @@ def synth(
     target = proj.split_dir(split) / f"{volume_name}.zarr"
     if target.exists() and not overwrite:
         raise InputError(
-            f"volume {split}/{volume_name}.zarr already exists in {project}: "
+            f"volume {split}/{volume_name}.zarr already exists in {proj.name}: "
             "pass --name or --overwrite"
         )
     dims = config.data.dims
@@ -181,6 +224,22 @@ def synth(
         roi=provenance.world_roi([0] * dims, raw.shape, config.data.voxel_size),
     )
     write_volume(target, raw, labels, config.data.voxel_size, attrs=provenance.to_attrs(origin))
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "project": proj.name,
+                    "volume": f"{split}/{volume_name}.zarr",
+                    "path": str(target.absolute()),
+                    "shape": list(raw.shape),
+                    "cells": int(labels.max()),
+                    "voxel_size": list(config.data.voxel_size),
+                    "seed": seed,
+                },
+                indent=2,
+            )
+        )
+        return
     typer.echo(
         f"wrote {split}/{volume_name}.zarr: shape {list(raw.shape)}, {int(labels.max())} cells, "
         f"voxel size {config.data.voxel_size} nm (seed {seed})"
@@ -195,7 +254,7 @@ def default_synth_shape(input_shape: list[int]) -> list[int]:
 @app.command("check")
 @guarded
 def check(
-    project: str = _PROJECT,
+    project: str | None = _PROJECT,
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Report each volume's shape, dtype, voxel size, offset, labels and mask, and every problem.
@@ -203,10 +262,16 @@ def check(
     Volumes of train/, val/ and test/; a val or test volume that shares voxels with a
     training volume (or a test volume with a val one) is warned about. Exits 1 when a
     training or validation volume is unusable (or there is no training volume), 0 otherwise.
+
+    Examples:
+
+      lsdctl data check                   # inside projects/brain1/: the project is implied
+
+      lsdctl data check --project brain1 --json
     """
     from engine.data.check import check_project
 
-    proj = Project.open(project)
+    proj = resolve_project(project)
     reports = check_project(proj)
     # Training reads the val volumes too (to choose the checkpoint): both must be usable.
     ok = any(r.split == "train" for r in reports) and all(
@@ -215,16 +280,16 @@ def check(
     if as_json:
         typer.echo(
             json.dumps(
-                {"project": project, "ok": ok, "volumes": [r.to_dict() for r in reports]},
+                {"project": proj.name, "ok": ok, "volumes": [r.to_dict() for r in reports]},
                 indent=2,
             )
         )
     else:
-        _print_reports(project, reports)
+        _print_reports(proj.name, reports)
     if not any(r.split == "train" for r in reports) and not as_json:
         typer.echo(
-            f"no training volumes: add one with `lsdctl data import FILE --project {project}` "
-            f"or `lsdctl data synth --project {project}`"
+            f"no training volumes: add one with `lsdctl data import FILE --project {proj.name}` "
+            f"or `lsdctl data synth --project {proj.name}`"
         )
     if not ok:
         raise typer.Exit(1)

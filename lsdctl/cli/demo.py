@@ -21,12 +21,13 @@ from daemon.schemas import RunCreate, RunState
 from engine import config as cfg
 from engine import lineage
 from engine.errors import InputError
-from engine.project import SPLITS, Project, init_project, projects_root
+from engine.project import SPLITS, Project, init_project
 from engine.rundir import read_best
 from lsdctl.cli import data as data_cli
 from lsdctl.cli._follow import follow
 from lsdctl.cli._foreground import report_run
 from lsdctl.cli._guard import guarded
+from lsdctl.cli._project import root_in_effect
 from lsdctl.cli.blockwise import start_run
 from lsdctl.client import ensure_daemon
 
@@ -90,7 +91,9 @@ def _blockwise(
 
 @guarded
 def demo(
-    name: str = typer.Option("demo", "--name", help="Project to create or reuse."),
+    name: str = typer.Option(
+        "demo", "--project", "-P", "--name", help="Project to create or reuse (never implied)."
+    ),
     iterations: int = typer.Option(
         300, "--iterations", min=1, help="Training iterations (300: about 4 min on 2 cores)."
     ),
@@ -105,14 +108,19 @@ def demo(
     segment, and the watershed fragments without agglomeration. Running it again reuses
     every step that is done.
 
-    Example: lsdctl demo; then `lsdctl tui` shows its runs.
+    Examples:
+
+      lsdctl demo
+
+      lsdctl demo --project demo2 --iterations 120
     """
-    _step(1, f"project {name} in {projects_root()}")
+    root = root_in_effect()
+    _step(1, f"project {name} in {root}")
     try:
-        project = Project.open(name)
+        project = Project.open(name, root)
         typer.echo("      exists: reusing it")
     except InputError:
-        project = init_project(name, preset="tiny")
+        project = init_project(name, preset="tiny", root=root)
         # 4x the preset's rate: on the synthetic volumes the tiny net then learns in 120
         # iterations what takes 300 at 1e-3 (VOI 0.83-0.88 against 1.04-1.09, two runs
         # each), and leaves the start-up plateau sooner, where a short run can stall.
@@ -131,6 +139,7 @@ def demo(
                 seed=None,
                 name=None,
                 overwrite=False,
+                as_json=False,
             )
     _step(3, "data check")
     data_cli.check(project=name, as_json=False)

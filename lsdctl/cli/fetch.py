@@ -35,11 +35,11 @@ from engine.project import (
     Project,
     check_name,
     init_project,
-    projects_root,
     splits_text,
 )
 from lsdctl.cli import data as data_cli
 from lsdctl.cli._guard import guarded
+from lsdctl.cli._project import complete_project, context_project, root_in_effect
 from lsdctl.errors import LsdctlError, UsageError
 
 CREMI_URL_BASE = "https://cremi.org/static/data/"
@@ -76,11 +76,13 @@ def cache_dir() -> Path:
 @guarded
 def cremi(
     sample: str = typer.Option(..., "--sample", help="Training sample: A, B or C."),
-    project: str = typer.Option(
-        "cremi",
+    project: str | None = typer.Option(
+        None,
         "--project",
         "-P",
-        help="Project to import into; created from the cremi preset if it does not exist.",
+        help="Project to import into; created from the cremi preset if it does not exist "
+        "(default: the project whose folder you are in, else $LSDCTL_PROJECT, else cremi).",
+        autocompletion=complete_project,
     ),
     split: str = typer.Option(
         "train",
@@ -95,6 +97,9 @@ def cremi(
         help=f"Where the sample files are (default: {CREMI_URL_BASE}).",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a volume of the same name."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the imported volume (path, shape, voxel size, …) as JSON."
+    ),
 ) -> None:
     """Download a CREMI training sample (raw and neuron ids, 40x4x4 nm) and import it.
 
@@ -113,54 +118,59 @@ def cremi(
         raise UsageError(f"unknown CREMI sample {sample!r}: use A, B or C")
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}: use {splits_text()}")
-    check_name(project)
+    # Unlike the commands that need a project, no "only project" default: fetching CREMI
+    # into an unrelated project (another voxel size, perhaps 2D) would surprise.
+    implied = context_project() if project is None else None
+    if implied is not None:
+        path = implied.path
+    else:
+        path = root_in_effect() / check_name(project or "cremi")
+    name = path.name
     volume = f"sample_{letter}"
-    existing = (projects_root() / project / CONFIG_FILE).is_file()
+    existing = (path / CONFIG_FILE).is_file()
     if existing:
         # Refuse before a download of hundreds of MB, not after it.
-        target = Project.open(project).split_dir(split) / f"{volume}.zarr"
+        target = Project(path).split_dir(split) / f"{volume}.zarr"
         if target.exists() and not overwrite:
             raise UsageError(
-                f"volume {split}/{volume}.zarr already exists in {project}: "
+                f"volume {split}/{volume}.zarr already exists in {name}: "
                 "pass --overwrite to replace it"
             )
     filename = CREMI_FILES[letter]
     url = f"{(url_base or CREMI_URL_BASE).rstrip('/')}/{filename}"
-    path = fetch_cremi_file(url, cache_dir() / "cremi" / filename)
+    download_path = fetch_cremi_file(url, cache_dir() / "cremi" / filename, quiet=as_json)
 
+    # With --json, stdout carries only the JSON: the lines around it go to stderr.
     if not existing:
-        created = init_project(project, preset="cremi")
-        typer.echo(f"created project {project} at {created.path} (preset cremi)")
+        init_project(name, preset="cremi", root=path.parent)
+        typer.echo(f"created project {name} at {path} (preset cremi)", err=as_json)
+    from engine.data.importer import ImportRequest
+
     try:
-        data_cli.import_(
-            source=path,
-            project=project,
-            split=split,
-            name=volume,
-            labels=None,
-            raw_key=None,
-            labels_key=None,
-            mask=None,
-            mask_key=None,
-            voxel_size=None,
-            offset=None,
-            crop=None,
-            overwrite=overwrite,
+        data_cli.import_into(
+            Project(path),
+            ImportRequest(source=download_path, split=split, name=volume, overwrite=overwrite),
+            as_json,
         )
     except BaseException:
         if not existing:
-            shutil.rmtree(projects_root() / project, ignore_errors=True)
+            shutil.rmtree(path, ignore_errors=True)
         raise
-    size_mb = path.stat().st_size / 1e6
-    typer.echo(f"the download stays at {path} ({size_mb:.0f} MB): delete it to free the space")
+    size_mb = download_path.stat().st_size / 1e6
+    typer.echo(
+        f"the download stays at {download_path} ({size_mb:.0f} MB): delete it to free the space",
+        err=as_json,
+    )
 
 
-def fetch_cremi_file(url: str, path: Path) -> Path:
-    """`path`, downloaded from `url` unless a verified copy is there already."""
+def fetch_cremi_file(url: str, path: Path, quiet: bool = False) -> Path:
+    """`path`, downloaded from `url` unless a verified copy is there already.
+
+    `quiet` sends the lines saying which to stderr (stdout is for --json)."""
     if path.is_file():
         try:
             _verify_cremi(path, url)
-            typer.echo(f"using {path} (downloaded before)")
+            typer.echo(f"using {path} (downloaded before)", err=quiet)
             return path
         except DownloadFailed:
             path.unlink()
@@ -173,7 +183,7 @@ def fetch_cremi_file(url: str, path: Path) -> Path:
         partial.unlink(missing_ok=True)  # complete but wrong: resuming it cannot help
         raise
     os.replace(partial, path)
-    typer.echo(f"downloaded {url} ({path.stat().st_size / 1e6:.0f} MB)")
+    typer.echo(f"downloaded {url} ({path.stat().st_size / 1e6:.0f} MB)", err=quiet)
     return path
 
 

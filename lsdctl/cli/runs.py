@@ -12,7 +12,9 @@ from rich.table import Table
 
 from daemon.schemas import RunDetail, RunInfo, RunState, ValidationPoint
 from lsdctl.cli._follow import follow
+from lsdctl.cli._foreground import echo_run_json
 from lsdctl.cli._guard import guarded
+from lsdctl.cli._project import complete_project, context_project
 from lsdctl.cli.train import report_run
 from lsdctl.client import ensure_daemon
 
@@ -20,6 +22,7 @@ run_app = typer.Typer(help="One run: `lsdctl run show ID`, `lsdctl run release I
 
 _ID = typer.Argument(..., help="Run id, e.g. train-20261126-114502-3f9a (see `lsdctl runs`).")
 _STATES = ", ".join(s.value for s in RunState)
+_JSON = typer.Option(False, "--json", help='Print {"run", "kind", "state"} as JSON.')
 
 
 def _local(t: datetime | None) -> str:
@@ -52,15 +55,44 @@ def _best(run: RunInfo) -> str:
 
 @guarded
 def runs(
-    project: str | None = typer.Option(None, "--project", "-P", help="Only this project."),
+    project: str | None = typer.Option(
+        None,
+        "--project",
+        "-P",
+        help="Only this project (default: the project whose folder you are in, else "
+        "$LSDCTL_PROJECT, else every project).",
+        autocompletion=complete_project,
+    ),
+    every: bool = typer.Option(
+        False, "--all", help="Every project's runs, even inside a project's folder."
+    ),
     state: str | None = typer.Option(None, "--state", help=f"Only runs in this state: {_STATES}."),
     kind: str | None = typer.Option(None, "--kind", help="train, predict, segment or evaluate."),
     limit: int = typer.Option(50, "--limit", min=0, help="At most this many (0: all)."),
     as_json: bool = typer.Option(False, "--json", help="A JSON list, newest first."),
 ) -> None:
-    """List runs, newest first: state, progress, loss and why a queued run waits."""
+    """List runs, newest first: state, progress, loss and why a queued run waits.
+
+    Inside a project's folder (or with $LSDCTL_PROJECT set) only that project's runs,
+    as `git log` shows one repository's history; --all lists every project's.
+
+    Examples:
+
+      lsdctl runs
+
+      lsdctl runs --all --state running
+
+      lsdctl runs --project brain1 --kind train --json
+    """
     if state is not None and state not in {s.value for s in RunState}:
         raise typer.BadParameter(f"unknown state {state!r}: use one of {_STATES}")
+    if every and project is not None:
+        raise typer.BadParameter("--all and --project contradict each other: give one")
+    if project is None and not every:
+        implied = context_project()
+        project = implied.name if implied is not None else None
+        if project is not None and not as_json:
+            typer.echo(f"runs of {project} (implied here); --all lists every project's", err=True)
     with ensure_daemon() as client:
         listed = client.runs(project=project, state=state, kind=kind, limit=limit)
     if as_json:
@@ -103,7 +135,14 @@ def show(
     run_id: str = _ID,
     as_json: bool = typer.Option(False, "--json", help="Everything, as JSON."),
 ) -> None:
-    """A run's state, config changes, attempts and latest metrics."""
+    """A run's state, config changes, attempts and latest metrics.
+
+    Examples:
+
+      lsdctl run show train-20261126-114502-3f9a
+
+      lsdctl run show train-20261126-114502-3f9a --json
+    """
     with ensure_daemon() as client:
         run = client.run(run_id)
     if as_json:
@@ -187,10 +226,18 @@ def _print_detail(run: RunDetail) -> None:
 
 @run_app.command("release")
 @guarded
-def release(run_id: str = _ID) -> None:
-    """Let a run submitted with hold start."""
+def release(run_id: str = _ID, as_json: bool = _JSON) -> None:
+    """Let a run submitted with hold start.
+
+    Example:
+
+      lsdctl run release train-20261126-114502-3f9a
+    """
     with ensure_daemon() as client:
         run = client.release(run_id)
+    if as_json:
+        echo_run_json(run.id, run.kind, run.state.value)
+        return
     typer.echo(f"released run {run.id}: {run.state.value}")
 
 
@@ -199,7 +246,14 @@ def logs(
     run_id: str = _ID,
     follow_: bool = typer.Option(False, "--follow", "-f", help="Keep printing until it ends."),
 ) -> None:
-    """Print a run's log (stdout and stderr of its process)."""
+    """Print a run's log (stdout and stderr of its process).
+
+    Examples:
+
+      lsdctl logs train-20261126-114502-3f9a
+
+      lsdctl logs train-20261126-114502-3f9a -f
+    """
     with ensure_daemon() as client:
         offset = 0
         try:
@@ -218,10 +272,18 @@ def logs(
 
 
 @guarded
-def cancel(run_id: str = _ID) -> None:
-    """Stop a run: SIGTERM (a training run saves a checkpoint), SIGKILL after a grace period."""
+def cancel(run_id: str = _ID, as_json: bool = _JSON) -> None:
+    """Stop a run: SIGTERM (a training run saves a checkpoint), SIGKILL after a grace period.
+
+    Example:
+
+      lsdctl cancel train-20261126-114502-3f9a
+    """
     with ensure_daemon() as client:
         run = client.cancel(run_id)
+    if as_json:
+        echo_run_json(run.id, run.kind, run.state.value)
+        return
     if run.state == RunState.CANCELLED:
         typer.echo(f"cancelled run {run.id} (it had not started)")
     else:
@@ -235,16 +297,37 @@ def resume(
         None, "--iterations", min=1, help="train: new total of iterations."
     ),
     detach: bool = typer.Option(False, "--detach", "-d", help="Queue it and return."),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help='Print {"run", "kind", "state"} as JSON (with -d: at once; else with run_dir and '
+        "result once the run ends).",
+    ),
 ) -> None:
-    """Continue a stopped run as a new attempt (training goes on from its last checkpoint)."""
+    """Continue a stopped run as a new attempt (training goes on from its last checkpoint).
+
+    Examples:
+
+      lsdctl resume train-20261126-114502-3f9a
+
+      lsdctl resume train-20261126-114502-3f9a --iterations 200000 -d
+    """
     with ensure_daemon() as client:
         run = client.resume(run_id, iterations)
         if detach:
-            typer.echo(f"resumed run {run.id}: {run.state.value}")
+            if as_json:
+                echo_run_json(run.id, run.kind, run.state.value)
+            else:
+                typer.echo(f"resumed run {run.id}: {run.state.value}")
             return
         detail = follow(client, run, run.kind)
     if detail is None:
         return
+    if as_json:
+        echo_run_json(detail.id, detail.kind, detail.state.value, detail.run_dir, detail.result)
+        if detail.kind == "train":
+            report_run(detail, quiet=True)  # the exit code its end implies
+            return
     if detail.kind == "train":
         report_run(detail)
     elif detail.state != RunState.SUCCEEDED:

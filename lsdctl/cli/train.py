@@ -21,11 +21,13 @@ from engine import config as cfg
 from engine import resolve
 from engine.errors import InputError
 from engine.events import read_events
-from engine.project import Project, check_name, projects_root
+from engine.project import Project
 from engine.rundir import EVENTS_FILE, LOG_FILE, RUN_FILE, RunSpec, new_run_id, write_spec
 from lsdctl.cli import _foreground
 from lsdctl.cli._follow import follow
+from lsdctl.cli._foreground import echo_run_json
 from lsdctl.cli._guard import guarded
+from lsdctl.cli._project import project_option, resolve_project
 from lsdctl.client import ensure_daemon
 
 _EXIT_INTERRUPTED = _foreground.EXIT_INTERRUPTED
@@ -35,13 +37,13 @@ report_run = _foreground.report_run
 
 @guarded
 def train(
-    project: str = typer.Option(
-        ..., "--project", "-P", help="Project to train (its train/ volumes)."
-    ),
+    project: str | None = project_option("Project to train (its train/ volumes)"),
     dataset: str | None = typer.Option(
         None,
         "--dataset",
-        help="Train with another preset's geometry and settings (your changes kept).",
+        "--preset",
+        help="Dataset preset to train with (cremi, snemi, zebrafinch, fib25, tiny, tiny2d or "
+        "a .toml file): its geometry and settings, your changes kept.",
     ),
     model: str | None = typer.Option(None, "--model", help="MTLSD, LSD, AFF, ACLSD or ACRLSD."),
     iterations: int | None = typer.Option(
@@ -67,6 +69,12 @@ def train(
         [], "--after", help="Start only after this run succeeded (repeatable)."
     ),
     priority: int = typer.Option(0, "--priority", help="Higher starts first; FIFO within."),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help='Print {"run", "kind", "state"} as JSON (with -d: at once; else with run_dir and '
+        "result once the run ends).",
+    ),
 ) -> None:
     """Train an LSD model; shows progress, loss and ETA.
 
@@ -76,9 +84,11 @@ def train(
 
     Examples:
 
-      lsdctl train --project brain1
+      lsdctl train --dataset cremi        # inside projects/brain1/: the project is implied
 
-      lsdctl train --project brain1 --model ACRLSD --iterations 20000 -d
+      lsdctl train --project brain1 --dataset cremi
+
+      lsdctl train --project brain1 --model ACRLSD --iterations 20000 -d --json
 
       lsdctl train --project brain1 --local
     """
@@ -88,12 +98,14 @@ def train(
         raise InputError("--resume continues a run as it was: drop --dataset and --model")
     if not local:
         _train_in_daemon(
-            project,
+            # Resuming names its run, which knows its project: nothing to resolve.
+            resolve_project(project) if resume is None else None,
             dataset,
             model,
             iterations,
             resume,
             detach,
+            as_json,
             RunCreate(
                 kind="train",
                 project=".",
@@ -105,7 +117,7 @@ def train(
             ),
         )
         return
-    proj = Project.open(project)
+    proj = resolve_project(project)
     if resume is not None:
         run_dir = proj.runs_dir / resume
         if not (run_dir / RUN_FILE).is_file():
@@ -134,7 +146,7 @@ def train(
             ),
         )
     code = run_foreground(run_dir, iterations)
-    _report(proj, run_dir, code)
+    _report(proj, run_dir, code, as_json)
 
 
 def run_foreground(run_dir: Path, iterations: int | None) -> int:
@@ -150,13 +162,16 @@ def run_foreground(run_dir: Path, iterations: int | None) -> int:
     )
 
 
-def _report(proj: Project, run_dir: Path, code: int) -> None:
+def _report(proj: Project, run_dir: Path, code: int, as_json: bool = False) -> None:
     events, _ = read_events(run_dir / EVENTS_FILE)
     errors = [e["message"] for e in events if e["type"] == "error"]
     checkpoints = [e for e in events if e["type"] == "checkpoint"]
     resume = f"lsdctl train --project {proj.name} --resume {run_dir.name} --local"
     if code == 0:
         result: dict[str, Any] = next((e for e in reversed(events) if e["type"] == "result"), {})
+        if as_json:
+            echo_run_json(run_dir.name, "train", "succeeded", run_dir.absolute(), result)
+            return
         typer.echo(
             f"done: run {run_dir.name}, {result.get('iterations')} iterations, "
             f"last loss {result.get('final_loss', float('nan')):.4f}"
@@ -178,17 +193,19 @@ def _report(proj: Project, run_dir: Path, code: int) -> None:
 
 
 def _train_in_daemon(
-    project: str,
+    proj: Project | None,
     dataset: str | None,
     model: str | None,
     iterations: int | None,
     resume: str | None,
     detach: bool,
+    as_json: bool,
     request: RunCreate,
 ) -> None:
     client = ensure_daemon()
     with client:
-        if resume is not None:
+        if proj is None:
+            assert resume is not None  # train() resolves the project unless resuming
             run: RunInfo = client.resume(resume, iterations)
         else:
             # The daemon resolves and validates the config: a bad value is its 4xx answer.
@@ -197,15 +214,25 @@ def _train_in_daemon(
                 overrides["train.model_type"] = model.upper()
             if iterations:
                 overrides["train.iterations"] = iterations
-            path = (projects_root() / check_name(project)).absolute()
             run = client.submit(
                 request.model_copy(
-                    update={"project": str(path), "preset": dataset, "overrides": overrides}
+                    update={
+                        "project": str(proj.path.absolute()),
+                        "preset": dataset,
+                        "overrides": overrides,
+                    }
                 )
             )
         if detach:
-            typer.echo(run.id)
+            if as_json:
+                echo_run_json(run.id, run.kind, run.state.value)
+            else:
+                typer.echo(run.id)
             return
         detail = follow(client, run, "training")
-    if detail is not None:
-        report_run(detail)
+    if detail is None:
+        return
+    if as_json:
+        # Printed whatever the end: the exit code (from report_run) says how it went.
+        echo_run_json(detail.id, detail.kind, detail.state.value, detail.run_dir, detail.result)
+    report_run(detail, quiet=as_json)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from engine.project import Project
 from lsdctl.cli._guard import guarded
+from lsdctl.cli._project import project_option, resolve_project
 
 
 @guarded
@@ -15,7 +15,7 @@ def view(
         help="A run id (see `lsdctl runs`); default: the project's newest predict, segment "
         "and evaluate runs.",
     ),
-    project: str = typer.Option(..., "--project", "-P", help="The project."),
+    project: str | None = project_option(),
     volume: str | None = typer.Option(
         None, "--volume", help="Which volume's outputs to show (default: the first)."
     ),
@@ -38,6 +38,8 @@ def view(
 
     Examples:
 
+      lsdctl view                         # inside projects/brain1/: the project is implied
+
       lsdctl view --project brain1
 
       lsdctl view --project brain1 segment-20261127-090000-1a2b --threshold 0.6
@@ -47,7 +49,7 @@ def view(
     from lsdctl.view.plan import plan_view
     from lsdctl.view.viewer import check_port, serve_forever, start_viewer
 
-    proj = Project.open(project)
+    proj = resolve_project(project)
     check_port(port)
     plan = plan_view(proj.path, run, volume, threshold)
     session = start_viewer(plan, port)

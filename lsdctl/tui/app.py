@@ -49,12 +49,15 @@ class LsdctlApp(App[None]):
         client: TuiClient,
         projects_root: Path | None = None,
         interval: float = DEFAULT_INTERVAL_S,
+        run_filter: str = "",
     ) -> None:
         super().__init__()
         self.client = client
         self.projects_root = (projects_root or default_projects_root()).absolute()
         self.interval = interval
         self.viewers = Viewers()  # neuroglancer viewers started with `v`
+        # What the runs list starts filtered by (`project:brain1` inside brain1's folder).
+        self.run_filter = run_filter
 
     def on_daemon_lost(self, message: DaemonLost) -> None:
         self.daemon_error = message.reason
@@ -75,7 +78,11 @@ class LsdctlApp(App[None]):
 
 
 def create_app(
-    client: TuiClient, projects_root: Path | None = None, interval: float = DEFAULT_INTERVAL_S
+    client: TuiClient,
+    projects_root: Path | None = None,
+    interval: float = DEFAULT_INTERVAL_S,
+    run_filter: str = "",
 ) -> LsdctlApp:
-    """The app, talking to the daemon only through `client` (polling every `interval` s)."""
-    return LsdctlApp(client, projects_root=projects_root, interval=interval)
+    """The app, talking to the daemon only through `client` (polling every `interval` s);
+    the runs list starts filtered by `run_filter` (the filter box's syntax; Esc clears it)."""
+    return LsdctlApp(client, projects_root=projects_root, interval=interval, run_filter=run_filter)

@@ -170,3 +170,14 @@ def test_through_the_daemon(cli: CliCaller, projects: Path, home: Path) -> None:
         [],
     )
     assert spec.config.predict.executor == "slurm"
+
+    # -d --json: the queued run as {"run", "kind", "state"}, at once.
+    checkpoint = str(checkpoints / "checkpoint_00000010.pt")
+    queued = json.loads(
+        cli.ok(
+            "predict", "--project", "p", "--checkpoint", checkpoint,
+            "--executor", "slurm", "--overwrite", "-d", "--json",
+        ).stdout
+    )  # fmt: skip
+    assert set(queued) == {"run", "kind", "state"} and queued["kind"] == "predict"
+    assert queued["run"].startswith("predict-") and queued["run"] != run_id

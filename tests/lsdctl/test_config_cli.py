@@ -18,7 +18,7 @@ def project(cli: CliCaller, projects: Path) -> Path:
 
 
 def test_show_documents_every_section(cli: CliCaller, project: Path) -> None:
-    out = cli.ok("config", "show", "p").stdout
+    out = cli.ok("config", "show", "-P", "p").stdout
     for section in (
         "[system]",
         "[data]",
@@ -31,19 +31,23 @@ def test_show_documents_every_section(cli: CliCaller, project: Path) -> None:
     ):
         assert section in out
     assert "# Adam learning rate." in out
-    as_json = json.loads(cli.ok("config", "show", "p", "--json").stdout)
+    as_json = json.loads(cli.ok("config", "show", "--json", "-P", "p").stdout)
     assert as_json["model"]["output_shape"] == [28, 28, 28]
 
 
 def test_get_and_set_round_trip(cli: CliCaller, project: Path) -> None:
-    assert json.loads(cli.ok("config", "get", "p", "train.iterations").stdout) == 1000
-    cli.ok("config", "set", "p", "TRAIN.iterations", "5000")  # sections case-insensitive
-    assert json.loads(cli.ok("config", "get", "p", "train.iterations").stdout) == 5000
-    cli.ok("config", "set", "p", "train.model_type", "LSD")
-    assert json.loads(cli.ok("config", "get", "p", "train.model_type").stdout) == "LSD"
-    result = cli.ok("config", "set", "p", "model.input_shape", "[52, 52, 52]")
+    assert json.loads(cli.ok("config", "get", "train.iterations", "-P", "p").stdout) == 1000
+    cli.ok("config", "set", "TRAIN.iterations", "5000", "-P", "p")  # sections case-insensitive
+    assert json.loads(cli.ok("config", "get", "train.iterations", "-P", "p").stdout) == 5000
+    cli.ok("config", "set", "train.model_type", "LSD", "-P", "p")
+    assert json.loads(cli.ok("config", "get", "train.model_type", "-P", "p").stdout) == "LSD"
+    result = cli.ok("config", "set", "model.input_shape", "[52, 52, 52]", "-P", "p")
     assert "[36, 36, 36]" in result.stdout  # the new output shape is reported
-    assert json.loads(cli.ok("config", "get", "p", "model.output_shape").stdout) == [36, 36, 36]
+    assert json.loads(cli.ok("config", "get", "model.output_shape", "-P", "p").stdout) == [
+        36,
+        36,
+        36,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -65,28 +69,28 @@ def test_set_refuses_bad_values_and_leaves_the_file(
     cli: CliCaller, project: Path, key: str, value: str, match: str
 ) -> None:
     before = project.read_bytes()
-    cli.bad("config", "set", "p", key, value, match=match)
+    cli.bad("config", "set", key, value, "-P", "p", match=match)
     assert project.read_bytes() == before
 
 
 def test_invalid_toml_is_one_line_for_every_command(cli: CliCaller, project: Path) -> None:
     project.write_text("[train\niterations = 3\n")
     for args in (
-        ("config", "show", "p"),
-        ("config", "validate", "p"),
-        ("config", "set", "p", "train.iterations", "5"),
-        ("data", "check", "--project", "p"),
+        ("config", "show", "-P", "p"),
+        ("config", "validate", "-P", "p"),
+        ("config", "set", "train.iterations", "5", "-P", "p"),
+        ("data", "check", "-P", "p"),
     ):
         cli.bad(*args, match="is not valid toml")
     assert project.read_text() == "[train\niterations = 3\n"
 
 
 def test_validate_reports_hand_edited_mistakes(cli: CliCaller, project: Path) -> None:
-    cli.ok("config", "validate", "p")
+    cli.ok("config", "validate", "-P", "p")
     project.write_text(project.read_text().replace("iterations = 1000", "iterations = 0"))
-    cli.bad("config", "validate", "p", match="train.iterations")
+    cli.bad("config", "validate", "-P", "p", match="train.iterations")
     project.write_text(project.read_text().replace("iterations = 0", "iterations = 10\nbogus = 1"))
-    cli.bad("config", "validate", "p", match="train.bogus: unknown key")
+    cli.bad("config", "validate", "-P", "p", match="train.bogus: unknown key")
 
 
 def _editor(tmp_path: Path, old: str, new: str) -> str:
@@ -104,8 +108,8 @@ def test_edit_saves_a_valid_edit(
 ) -> None:
     monkeypatch.setenv("EDITOR", _editor(tmp_path, "iterations = 1000", "iterations = 777"))
     monkeypatch.delenv("VISUAL", raising=False)
-    cli.ok("config", "edit", "p")
-    assert json.loads(cli.ok("config", "get", "p", "train.iterations").stdout) == 777
+    cli.ok("config", "edit", "-P", "p")
+    assert json.loads(cli.ok("config", "get", "train.iterations", "-P", "p").stdout) == 777
 
 
 def test_edit_refuses_an_invalid_edit(
@@ -114,7 +118,7 @@ def test_edit_refuses_an_invalid_edit(
     monkeypatch.setenv("EDITOR", _editor(tmp_path, "iterations = 1000", "iterations = -1"))
     monkeypatch.delenv("VISUAL", raising=False)
     before = project.read_bytes()
-    result = cli.bad("config", "edit", "p", match="nothing saved")
+    result = cli.bad("config", "edit", "-P", "p", match="nothing saved")
     assert project.read_bytes() == before
     draft = Path(result.stderr.strip().rsplit(" ", 1)[-1])
     assert "iterations = -1" in draft.read_text()  # the user's work is not lost

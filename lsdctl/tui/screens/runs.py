@@ -87,7 +87,15 @@ class RunsScreen(RunActionsScreen):
     def compose(self) -> ComposeResult:
         yield NavBar("runs")
         yield DaemonBanner()
-        yield Input(placeholder="filter: words, project:NAME kind:KIND state:STATE", id="filter")
+        self.terms = self.tui.run_filter.split()
+        box = Input(
+            self.tui.run_filter,
+            placeholder="filter: words, project:NAME kind:KIND state:STATE",
+            id="filter",
+        )
+        if self.terms:
+            box.add_class("-active")  # shown, so that the user sees why runs are missing
+        yield box
         yield RunTable(id="run-table")
         yield Static(id="run-note")
         yield Static(id="runs-status")
