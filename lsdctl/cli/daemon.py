@@ -19,6 +19,15 @@ app = typer.Typer(
 )
 
 _STOP_TIMEOUT_S = 10.0
+_JSON = typer.Option(False, "--json", help="Print pid, socket and log (or what was done) as JSON.")
+
+
+def _health_json(client: DaemonClient, **extra: object) -> str:
+    health = client.health()
+    return json.dumps(
+        {"running": True, **extra, **health.model_dump(mode="json"), "log": str(client.paths.log)},
+        indent=2,
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -42,14 +51,25 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 
 @app.command("start")
 @guarded
-def start() -> None:
-    """Start the daemon in the background (log: $LSDCTL_HOME/daemon.log)."""
+def start(as_json: bool = _JSON) -> None:
+    """Start the daemon in the background (log: $LSDCTL_HOME/daemon.log).
+
+    Example:
+
+      lsdctl daemon start
+    """
     with DaemonClient() as client:
         if client.is_running():
+            if as_json:
+                typer.echo(_health_json(client, started=False))
+                return
             health = client.health()
             typer.echo(f"the lsdctl daemon is running already (pid {health.pid}, {health.socket})")
             return
     with ensure_daemon() as client:
+        if as_json:
+            typer.echo(_health_json(client, started=True))
+            return
         health = client.health()
         typer.echo(
             f"started the lsdctl daemon (pid {health.pid}, socket {health.socket}, "
@@ -77,9 +97,18 @@ def _stop() -> bool:
 
 @app.command("stop")
 @guarded
-def stop() -> None:
-    """Stop the daemon. Runs keep running; the next daemon re-attaches to them."""
-    if _stop():
+def stop(as_json: bool = _JSON) -> None:
+    """Stop the daemon. Runs keep running; the next daemon re-attaches to them.
+
+    Example:
+
+      lsdctl daemon stop
+    """
+    stopped = _stop()
+    if as_json:
+        typer.echo(json.dumps({"running": False, "stopped": stopped}, indent=2))
+        return
+    if stopped:
         typer.echo("stopped the lsdctl daemon; runs keep running and are re-attached on start")
     else:
         typer.echo("the lsdctl daemon is not running")
@@ -87,10 +116,18 @@ def stop() -> None:
 
 @app.command("restart")
 @guarded
-def restart() -> None:
-    """Stop the daemon (if running) and start it again."""
+def restart(as_json: bool = _JSON) -> None:
+    """Stop the daemon (if running) and start it again.
+
+    Example:
+
+      lsdctl daemon restart
+    """
     _stop()
     with ensure_daemon() as client:
+        if as_json:
+            typer.echo(_health_json(client, started=True))
+            return
         health = client.health()
         typer.echo(f"restarted the lsdctl daemon (pid {health.pid}, socket {health.socket})")
 
@@ -100,7 +137,14 @@ def restart() -> None:
 def status(
     as_json: bool = typer.Option(False, "--json", help="pid, uptime, socket, runs by state."),
 ) -> None:
-    """Whether the daemon runs; its pid, uptime, socket and runs by state (exit 1 if not)."""
+    """Whether the daemon runs; its pid, uptime, socket and runs by state (exit 1 if not).
+
+    Examples:
+
+      lsdctl daemon status
+
+      lsdctl daemon status --json
+    """
     with DaemonClient() as client:
         try:
             health = client.health()

@@ -40,7 +40,16 @@ def gpus(
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
     watch: bool = typer.Option(False, "--watch", "-w", help="Refresh every second (Ctrl-C ends)."),
 ) -> None:
-    """GPUs (pynvml): memory, utilisation, temperature, power, and the runs holding them."""
+    """GPUs (pynvml): memory, utilisation, temperature, power, and the runs holding them.
+
+    Examples:
+
+      lsdctl gpus
+
+      lsdctl gpus --watch
+
+      lsdctl gpus --json
+    """
     with ensure_daemon() as client:
         if not watch:
             report = client.gpus()

@@ -65,13 +65,16 @@ app = typer.Typer(
     help=(
         "Train Local Shape Descriptor models on EM volumes and turn volumes into neuron "
         "segmentations.\n\n"
-        "A day with lsdctl: `lsdctl init brain1 --preset cremi`, `lsdctl data import FILE "
-        "--project brain1`, `lsdctl data check --project brain1`, then train, predict, "
-        "segment and evaluate. Projects live in ./projects (or $LSDCTL_PROJECTS)."
+        "A day with lsdctl: `lsdctl init brain1 --dataset cremi`, `cd projects/brain1`, "
+        "`lsdctl data import FILE`, `lsdctl data check`, then `lsdctl train`, `predict`, "
+        "`segment` and `evaluate`. Inside a project's folder commands act on that project; "
+        "elsewhere on $LSDCTL_PROJECT or the only project, and `--project/-P NAME` always "
+        "wins. Projects live in ./projects (or $LSDCTL_PROJECTS); every environment "
+        "variable is in docs/environment.md. Tab completion: `lsdctl --install-completion`."
     ),
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    add_completion=False,
+    add_completion=True,
 )
 app.command("init")(project_cli.init)
 data_cli.app.add_typer(fetch_cli.app, name="fetch")
