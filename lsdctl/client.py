@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -361,13 +362,13 @@ def _id(run_id: str) -> str:
     return run_id
 
 
-def start_daemon(paths: DaemonPaths) -> subprocess.Popen[bytes]:
-    """`python -m daemon` detached: its own session, output appended to daemon.log."""
+def start_daemon(paths: DaemonPaths, args: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """`python -m daemon ARGS` detached: its own session, output appended to daemon.log."""
     paths.home.mkdir(mode=0o700, parents=True, exist_ok=True)
     env = dict(os.environ, LSDCTL_HOME=str(paths.home))
     with paths.log.open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "daemon"],
+            [sys.executable, "-m", "daemon", *args],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -376,15 +377,18 @@ def start_daemon(paths: DaemonPaths) -> subprocess.Popen[bytes]:
         )
 
 
-def ensure_daemon(home: Path | None = None, timeout: float = _START_TIMEOUT_S) -> DaemonClient:
-    """A client of a running daemon, starting one (detached) when none answers."""
+def ensure_daemon(
+    home: Path | None = None, timeout: float = _START_TIMEOUT_S, args: Sequence[str] = ()
+) -> DaemonClient:
+    """A client of a running daemon, starting one (detached, with `args`) when none
+    answers."""
     client = DaemonClient(home)
     if client.is_running():
         return client
     if client.url is not None:
         client.close()
         raise _tcp_error(httpx.ConnectError("nothing answers"), client.url)
-    process = start_daemon(client.paths)
+    process = start_daemon(client.paths, args)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if client.is_running():

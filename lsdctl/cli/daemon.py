@@ -6,9 +6,11 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import typer
 
+from engine.errors import InputError
 from lsdctl.cli._guard import fail, guarded
 from lsdctl.client import DaemonClient, DaemonNotRunning, ensure_daemon
 
@@ -51,22 +53,50 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 
 @app.command("start")
 @guarded
-def start(as_json: bool = _JSON) -> None:
+def start(
+    as_json: bool = _JSON,
+    tcp: str | None = typer.Option(
+        None,
+        "--tcp",
+        metavar="HOST:PORT",
+        help="Also listen on TCP; every request must carry the token. Loopback only unless "
+        "--token-file is given (then a fresh token is written to $LSDCTL_HOME/tcp.token).",
+    ),
+    token_file: Path | None = typer.Option(
+        None,
+        "--token-file",
+        help="With --tcp: a file (yours alone, chmod 600) holding the token requests must "
+        "carry; needed to listen beyond loopback.",
+    ),
+) -> None:
     """Start the daemon in the background (log: $LSDCTL_HOME/daemon.log).
 
-    Example:
+    Examples:
 
       lsdctl daemon start
+
+      lsdctl daemon start --tcp 127.0.0.1:8765   # LSDCTL_DAEMON_URL=http://127.0.0.1:8765
     """
+    if token_file is not None and tcp is None:
+        raise InputError("--token-file is for --tcp: give both, or neither")
+    args = [
+        *(["--tcp", tcp] if tcp else []),
+        *(["--token-file", str(token_file)] if token_file else []),
+    ]
     with DaemonClient() as client:
         if client.is_running():
+            if args:
+                raise InputError(
+                    "the lsdctl daemon is running already as it was started: `lsdctl daemon "
+                    "stop` first to start it with --tcp"
+                )
             if as_json:
                 typer.echo(_health_json(client, started=False))
                 return
             health = client.health()
             typer.echo(f"the lsdctl daemon is running already (pid {health.pid}, {health.socket})")
             return
-    with ensure_daemon() as client:
+    with ensure_daemon(args=args) as client:
         if as_json:
             typer.echo(_health_json(client, started=True))
             return

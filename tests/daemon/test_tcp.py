@@ -22,6 +22,7 @@ from uvicorn.server import ServerState
 
 from daemon.peercred import protocol_for
 from lsdctl.client import DaemonClient, DaemonNotRunning, DaemonRefused, ensure_daemon
+from tests.conftest import CliCaller
 from tests.daemon.conftest import ROOT, processes_of, short_home
 
 TOKEN = "a-test-token-of-32-characters-xx"
@@ -226,4 +227,25 @@ def test_a_tcp_url_with_nothing_behind_it(monkeypatch: pytest.MonkeyPatch) -> No
             ensure_daemon(home)
         assert not (home / "daemon.sock").exists()
     finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_lsdctl_daemon_start_with_tcp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`lsdctl daemon start --tcp` starts the daemon with its TCP listener and token."""
+    home = short_home()
+    monkeypatch.setenv("LSDCTL_HOME", str(home))
+    monkeypatch.setenv("LSDCTL_PROJECTS", str(tmp_path))
+    cli = CliCaller()
+    try:
+        cli.bad("daemon", "start", "--token-file", str(tmp_path / "t"), match="is for --tcp")
+        port = _free_port()
+        cli.ok("daemon", "start", "--tcp", f"127.0.0.1:{port}")
+        token = (home / "tcp.token").read_text().strip()
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False) as http:
+            assert http.get("/v1/health").status_code == 401
+            headers = {"Authorization": f"Bearer {token}"}
+            assert http.get("/v1/health", headers=headers).status_code == 200
+        cli.bad("daemon", "start", "--tcp", f"127.0.0.1:{port}", match="running already")
+    finally:
+        cli("daemon", "stop")
         shutil.rmtree(home, ignore_errors=True)
