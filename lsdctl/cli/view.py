@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from lsdctl.cli._guard import guarded
@@ -47,7 +50,7 @@ def view(
       lsdctl view --project brain1 train-20261126-114502-3f9a
     """
     from lsdctl.view.plan import plan_view
-    from lsdctl.view.viewer import check_port, serve_forever, start_viewer
+    from lsdctl.view.viewer import check_port, serve_forever, start_viewer, stop_within
 
     proj = resolve_project(project)
     check_port(port)
@@ -60,6 +63,11 @@ def view(
         typer.echo(f"viewer: {session.url}")
         typer.echo("Ctrl-C stops the viewer")
     except KeyboardInterrupt:  # before serving began: stop all the same, quietly
-        session.stop()
-        return
-    serve_forever(session)
+        stopped = stop_within(session, 10.0)
+    else:
+        stopped = serve_forever(session)
+    if not stopped:
+        # A server thread that will not stop must not keep the command alive after Ctrl-C.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

@@ -7,6 +7,7 @@ SIGINT. Bad input: `error: …` on stderr, exit 2.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -41,7 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stopped)
     signal.signal(signal.SIGINT, stopped)
     print(session.url, flush=True)
-    serve_forever(session, stop)
+    if not serve_forever(session, stop):
+        sys.stdout.flush()
+        os._exit(0)  # a server thread that will not stop must not keep this process alive
     return 0
 
 

@@ -190,13 +190,23 @@ def _zoom(plan: ViewPlan) -> float:
     return max(extent / min(plan.voxel_size[-2:]) / 400, 0.05)
 
 
-def serve_forever(session: ViewerSession, stop: threading.Event | None = None) -> None:
-    """Block until `stop` is set or Ctrl-C (KeyboardInterrupt), then stop the viewer."""
+def serve_forever(session: ViewerSession, stop: threading.Event | None = None) -> bool:
+    """Block until `stop` is set or Ctrl-C (KeyboardInterrupt), then stop the viewer.
+
+    False when the servers did not stop within seconds (seen once on a loaded machine:
+    the process then has to end without waiting for their threads)."""
     stop = stop or threading.Event()
     try:
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:
         pass
-    finally:
-        session.stop()
+    return stop_within(session, 10.0)
+
+
+def stop_within(session: ViewerSession, seconds: float) -> bool:
+    """session.stop() in a thread of its own, waited for at most `seconds`."""
+    stopper = threading.Thread(target=session.stop, name="viewer-stop", daemon=True)
+    stopper.start()
+    stopper.join(seconds)
+    return not stopper.is_alive()

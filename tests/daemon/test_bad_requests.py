@@ -73,7 +73,7 @@ def test_cli_prints_the_daemons_refusal_in_one_line(
     cli.bad("cancel", "train-nope", match="no run 'train-nope'")
     cli.bad("resume", "train-nope", match="no run 'train-nope'")
     cli.bad("logs", "train-nope", match="no run 'train-nope'")
-    cli.bad("train", "--project", "ghost", "-d", match="no project at")
+    cli.bad("train", "--project", "ghost", "-d", match="no project 'ghost'")
     cli.bad("train", "--project", "p", "--model", "FOO", "-d", match="train.model_type")
     cli.bad("train", "--project", "p", "--dataset", "nosuch", "-d", match="unknown preset")
     cli.bad("train", "--project", "p", "--after", "train-nope", "-d", match="in after")

@@ -27,7 +27,9 @@ def _events(run_dir: str, type_: str) -> list[dict[str, object]]:
 
 def test_submit_after_cancel_resume_follow(use_daemon: Daemon, cli: CliCaller) -> None:
     daemon = use_daemon
-    a = cli.ok("train", "--project", "p", "--iterations", "60", "-d").stdout.strip()
+    # Long enough that A still runs while B is followed and detached on a fast machine
+    # (60 iterations were over before the follower's first line once); A is cancelled.
+    a = cli.ok("train", "--project", "p", "--iterations", "600", "-d").stdout.strip()
     daemon.wait_state(a, RunState.RUNNING)
     # `lsdctl train` follows the run it submits; Ctrl-C detaches and the run stays queued.
     command = ["train", "--project", "p", "--iterations", "2", "--after", a]
@@ -61,7 +63,7 @@ def test_submit_after_cancel_resume_follow(use_daemon: Daemon, cli: CliCaller) -
     assert cli.ok("cancel", a).stdout.startswith(f"cancelling run {a}")
     run_a = daemon.wait_state(a, RunState.CANCELLED, timeout=60)
     stopped = run_a.latest_step
-    assert stopped is not None and stopped < 60
+    assert stopped is not None and stopped < 600
     assert run_a.last_checkpoint and run_a.last_checkpoint.endswith(f"{stopped:08d}.pt")
     assert daemon.wait(b, lambda r: "cancelled" in (r.reason or "")).state == RunState.QUEUED
 
@@ -74,7 +76,7 @@ def test_submit_after_cancel_resume_follow(use_daemon: Daemon, cli: CliCaller) -
     ] == [a]
     assert "stopped by signal" in cli.ok("logs", a).stdout
     shown = cli.ok("run", "show", a).stdout
-    assert "cancelled" in shown and "train.iterations=60" in shown
+    assert "cancelled" in shown and "train.iterations=600" in shown
 
     # Resume: a new attempt that continues from the checkpoint; followed to the end.
     result = cli.ok("resume", a, "--iterations", str(stopped + 2))

@@ -3,6 +3,7 @@ without the token; connections that cannot be checked are closed (fail closed)."
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -209,12 +210,17 @@ async def _app(scope: Any, receive: Any, send: Any) -> None:
     ids=["no socket", "unreadable credentials", "tcp without a token"],
 )
 def test_connections_that_cannot_be_checked_are_closed(sock: Any, token: str | None) -> None:
-    protocol = protocol_for(token)(
-        config=uvicorn.Config(_app), server_state=ServerState(), app_state={}
-    )
-    transport = _Transport(sock)
-    protocol.connection_made(transport)  # type: ignore[arg-type]
-    assert transport.closed
+    # A loop of its own: an earlier test in this process may have closed the default one.
+    loop = asyncio.new_event_loop()
+    try:
+        protocol = protocol_for(token)(
+            config=uvicorn.Config(_app), server_state=ServerState(), app_state={}, _loop=loop
+        )
+        transport = _Transport(sock)
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        assert transport.closed
+    finally:
+        loop.close()
 
 
 def test_a_tcp_url_with_nothing_behind_it(monkeypatch: pytest.MonkeyPatch) -> None:
