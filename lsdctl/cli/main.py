@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any
 
@@ -112,4 +113,9 @@ def _root(
 
 
 def main() -> None:
+    # A shell starts background jobs with SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: following a run or serving the viewer would ignore a SIGINT sent
+    # to stop it. As for foreground runs (cli/_foreground.py), SIGINT always stops lsdctl.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     app()
