@@ -252,3 +252,43 @@ def test_best_of_a_run_without_validation_is_refused(project: Project) -> None:
         lineage.resolve_checkpoint(project.path, "plain:best")
     # Without validation the default is the latest checkpoint, as before.
     assert lineage.resolve_checkpoint(project.path, None).iteration == 2
+
+
+def test_stop_after_ends_the_run_at_the_first_point_without_a_new_best(
+    project: Project,
+) -> None:
+    """stop_after = 1: the run stops at the first validation point that is not a new best
+    (with a checkpoint and a result saying why), or, if every point improved, trains to
+    the end. Either way the events must agree with that rule."""
+    _volume(project, "val", "v", (16, 32, 32), 5)
+    config = project.load_config()
+    for key, value in [
+        ("model.input_shape", [20, 20, 20]),
+        ("train.iterations", 40),
+        ("train.validate_every", 5),
+        ("train.stop_after", 1),
+        ("train.learning_rate", 4e-3),
+        ("train.seed", 2),
+        ("system.num_workers", 0),
+    ]:
+        config = cfg.with_value(config, key, value)
+    inputs, _ = resolve.fill_inputs(project, "train", {}, config)
+    run_dir = project.runs_dir / "early"
+    write_spec(
+        run_dir,
+        RunSpec(id="early", kind="train", project=str(project.path), config=config, inputs=inputs),
+    )
+    assert train_main([str(run_dir)]) == 0
+    points = _events(run_dir, "validation")
+    result = _events(run_dir, "result")[-1]
+    flags = [p["best"] for p in points]
+    print("stop_after test:", [(p["step"], round(p["voi"], 3), p["best"]) for p in points])
+    if result["stopped_early"]:
+        assert flags == [True] * (len(flags) - 1) + [False]
+        assert result["iterations"] == points[-1]["step"] < 40
+        assert "train.stop_after 1" in result["stopped_early"]
+        assert list_checkpoints(run_dir / "checkpoints")[-1][0] == points[-1]["step"]
+    else:
+        assert all(flags) and result["iterations"] == 40
+    best = read_best(run_dir)
+    assert best is not None and best["iteration"] == max(p["step"] for p in points if p["best"])
