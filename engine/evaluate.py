@@ -71,6 +71,7 @@ from engine.errors import InputError
 from engine.events import EventWriter
 from engine.metrics import score
 from engine.rundir import EVENTS_FILE, RunSpec, read_spec
+from engine.validation import VALIDATION_ATTR
 
 logger = logging.getLogger(__name__)
 
@@ -259,7 +260,7 @@ def chosen_on_validation(targets: Sequence[Target]) -> tuple[dict[str, Any] | No
 
     found = []
     for target in targets:
-        record = zarr.open_group(str(target.segmentation), mode="r").attrs.get("validation")
+        record = zarr.open_group(str(target.segmentation), mode="r").attrs.get(VALIDATION_ATTR)
         found.append(record if isinstance(record, dict) and "threshold" in record else None)
     if all(f is None for f in found):
         return None, None

@@ -22,7 +22,7 @@ from typing import Any
 from engine.errors import InputError
 from engine.events import read_events
 from engine.rundir import CHECKPOINTS, EVENTS_FILE, RUN_FILE, read_best
-from engine.validation import RECORD_KEYS
+from engine.validation import RECORD_KEYS, VALIDATION_ATTR
 
 # The same names engine.checkpoints writes; that module imports torch at load time, which
 # the CLI must never do, so the pattern is repeated here (a test keeps the two in step).
@@ -191,7 +191,7 @@ def _attrs(container: Path) -> dict[str, Any]:
 def validation_of_output(container: Path) -> dict[str, Any] | None:
     """The validation record a prediction or segmentation zarr carries (its checkpoint's
     threshold chosen on validation), read without zarr; None if it has none."""
-    found = _attrs(container).get("validation")
+    found = _attrs(container).get(VALIDATION_ATTR)
     return found if isinstance(found, dict) and "threshold" in found else None
 
 

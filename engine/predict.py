@@ -36,6 +36,7 @@ from engine.data.volume import RAW, create_array, read_window, write_window
 from engine.errors import EngineError, InputError
 from engine.events import EventWriter
 from engine.rundir import RUN_FILE, RunSpec, read_spec
+from engine.validation import VALIDATION_ATTR
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +44,6 @@ EXIT_OK = 0
 PREDICTIONS = "predictions"
 AFFS, LSDS = "pred_affs", "pred_lsds"
 TRACKING = ".blocks"
-# Read by engine.segment (its VALIDATION_ATTR): the checkpoint's validation record.
-VALIDATION_ATTR = "validation"
 _OUTPUTS = {
     ModelType.MTLSD: (LSDS, AFFS),
     ModelType.LSD: (LSDS,),

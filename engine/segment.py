@@ -39,6 +39,7 @@ from engine.data.volume import create_array, read_window, write_window
 from engine.errors import EngineError, InputError
 from engine.events import EventWriter
 from engine.rundir import read_spec
+from engine.validation import VALIDATION_ATTR
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +50,6 @@ RAG_FILE = "rag.sqlite"
 LUTS = "luts"
 TRACKING = ".blocks"
 STAGES = ("fragments", "agglomerate", "relabel")
-# The attribute predictions and segmentations carry when the checkpoint's threshold was
-# chosen on validation volumes during training (engine.validation).
-VALIDATION_ATTR = "validation"
 
 
 def dataset_name(threshold: float) -> str:

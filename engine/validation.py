@@ -26,6 +26,9 @@ _SEGMENTABLE = (ModelType.MTLSD, ModelType.AFF, ModelType.ACLSD, ModelType.ACRLS
 # What a validation point records beside its checkpoint (best.json) and what predictions
 # of that checkpoint carry to segment and evaluate.
 RECORD_KEYS = ("step", "threshold", "voi_split", "voi_merge", "voi", "arand")
+# The group attribute of predictions and segmentations that carries that record (with
+# train_run and iteration): written by predict, copied by segment, read by evaluate.
+VALIDATION_ATTR = "validation"
 
 
 def can_validate(config: ProjectConfig) -> bool:
