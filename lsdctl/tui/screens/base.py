@@ -84,13 +84,18 @@ class PollingScreen(TuiScreen):
             data = await self.fetch()
         except UsageError as exc:
             self.tui.post_message(DaemonReached())
-            self.refused(exc)
+            if self.is_attached:
+                self.refused(exc)
             return
         except LsdctlError as exc:
             self.tui.post_message(DaemonLost(str(exc)))
             return
         if self.tui.daemon_error is not None:
             self.tui.post_message(DaemonReached())
+        if not self.is_attached:
+            # Popped while the request was in flight: its widgets are gone, and querying
+            # them would fail the worker and with it the app.
+            return
         # CPU time of this (the UI) thread: what a refresh takes from input handling,
         # whatever else the machine is busy with.
         start = time.thread_time()
