@@ -102,7 +102,9 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
     except pickle.UnpicklingError as exc:
         lines = str(exc).strip().splitlines()
         if not any("Weights only load failed" in line for line in lines):
-            raise InputError(f"{path} is not a torch checkpoint ({lines[0] if lines else exc!r})") from None
+            raise InputError(
+                f"{path} is not a torch checkpoint ({lines[0] if lines else exc!r})"
+            ) from None
         # torch's weights-only unpickler names the global it refused.
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         what = f"it would import and call {found.group(1)}" if found else "not weights only"

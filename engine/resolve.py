@@ -182,7 +182,9 @@ def _train_inputs(
     init_from = inputs.get("init_from")
     if init_from is not None:
         if not isinstance(init_from, str) or not init_from.strip():
-            raise InputError("init_from must be RUN_ID, RUN_ID:ITERATION, RUN_ID:best or a .pt file")
+            raise InputError(
+                "init_from must be RUN_ID, RUN_ID:ITERATION, RUN_ID:best or a .pt file"
+            )
         choice = lineage.resolve_checkpoint(project.path, init_from)
         # Weights only: the new run's architecture must match them layer by layer.
         check_checkpoint(choice.path, config)

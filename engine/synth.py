@@ -349,9 +349,7 @@ def _darken_blobs(
         image[box] *= 1.0 - depth * profile * own
 
 
-def synthesize_artifacts(
-    sections: int, size: int, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+def synthesize_artifacts(sections: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Artifact sections for defect augmentation: (raw, alpha), both uint8 of shape
     (sections, size, size).
 
@@ -361,7 +359,9 @@ def synthesize_artifacts(
     CREMI's damaged sections), so that `train.augment.prob_artifact` works without one.
     """
     if sections < 1 or size < 8:
-        raise InputError(f"artifact sections need sections >= 1 and size >= 8, got {sections}, {size}")
+        raise InputError(
+            f"artifact sections need sections >= 1 and size >= 8, got {sections}, {size}"
+        )
     rng = np.random.default_rng(seed)
     raw = np.empty((sections, size, size), np.uint8)
     alpha = np.empty((sections, size, size), np.uint8)

@@ -429,7 +429,9 @@ class Trainer:
         from engine.checkpoints import load_weights
 
         state = load_weights(path, model, device)
-        logger.info("weights from %s (iteration %s); training starts at 0", path, state.get("iteration"))
+        logger.info(
+            "weights from %s (iteration %s); training starts at 0", path, state.get("iteration")
+        )
         self.events.emit("initialized", path=str(path), iteration=state.get("iteration"))
 
     def _tensorboard(self) -> Any:

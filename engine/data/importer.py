@@ -260,7 +260,9 @@ def _plan(
     whole = _Region(tuple(slice(0, s) for s in shape), offset)
     slices = _crop_slices(request.crop, shape)
     # A crop keeps world coordinates: the volume starts where its first voxel was.
-    raw_region = _Region(slices, tuple(o + s.start * v for o, s, v in zip(offset, slices, voxel_size)))
+    raw_region = _Region(
+        slices, tuple(o + s.start * v for o, s, v in zip(offset, slices, voxel_size))
+    )
 
     labels_region = mask_region = None
     if labels is not None:
@@ -540,7 +542,9 @@ def _copy_labels(
     out_labels = volume.create_array(
         tmp, volume.LABELS, shape, np.uint64, plan.voxel_size, region.offset
     )
-    out_mask = volume.create_array(tmp, volume.MASK, shape, np.uint8, plan.voxel_size, region.offset)
+    out_mask = volume.create_array(
+        tmp, volume.MASK, shape, np.uint8, plan.voxel_size, region.offset
+    )
     for block in volume.iter_blocks(shape, _block_shape(shape)):
         ids = _read(labels, region, plan.promote, block)
         if ids.dtype.kind == "i" and ids.size and ids.min() < 0:

@@ -183,7 +183,9 @@ def _artifact_arrays(artifacts: Path | None, section_shape: tuple[int, int]) -> 
         except Exception:  # zarr raises several types for a missing or damaged array
             raise InputError(f"{where} has no {name} array: it needs raw and mask") from None
         if array.dtype != np.uint8 or array.ndim != 3:
-            raise InputError(f"{where}/{name} must be uint8 sections (z, y, x), not {array.dtype} {array.shape}")
+            raise InputError(
+                f"{where}/{name} must be uint8 sections (z, y, x), not {array.dtype} {array.shape}"
+            )
         arrays.append(array)
     raw, mask = arrays
     if raw.shape != mask.shape:

@@ -99,7 +99,7 @@ def train(
 
       lsdctl train --project brain1 --local
 
-      lsdctl train --project brain2 --init-from ../brain1/runs/RUN_ID/checkpoints/checkpoint_00300000.pt
+      lsdctl train --project brain2 --init-from ~/old/checkpoint_00300000.pt
 
       lsdctl train --project brain1 --init-from RUN_ID:best --iterations 20000   # fine-tune
     """

@@ -85,7 +85,7 @@ def test_a_layer_that_does_not_fit_is_named_with_its_shapes(tmp_path: Path) -> N
     with pytest.raises(InputError, match=r"layer unet\.down\.0\.0\.weight is \[6, 1, 3, 3, 3\]"):
         check_fits(smaller, model.state_dict(), "ok.pt")
     aff = _model(cfg.from_preset("tiny", {"train": {"model_type": "AFF"}}))
-    with pytest.raises(InputError, match="no weights for layer head.0.weight"):
+    with pytest.raises(InputError, match=r"no weights for layer head\.0\.weight"):
         check_fits(aff, model.state_dict(), "ok.pt")
 
 

@@ -106,8 +106,8 @@ def _volume(path: Path, voxel_size: tuple[int, int, int] = (40, 4, 4)) -> Path:
     inner = (slice(4, 16), slice(24, 72), slice(24, 72))
     offset = [s.start * v for s, v in zip(inner, voxel_size)]
     with vol.staged(path) as tmp:
-        vol.create_array(tmp, vol.RAW, raw.shape, np.uint8, voxel_size, (0, 0, 0))[:] = (
-            np.maximum(raw, 1)
+        vol.create_array(tmp, vol.RAW, raw.shape, np.uint8, voxel_size, (0, 0, 0))[:] = np.maximum(
+            raw, 1
         )
         cut = labels[inner]
         vol.create_array(tmp, vol.LABELS, cut.shape, np.uint64, voxel_size, offset)[:] = cut

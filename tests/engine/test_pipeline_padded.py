@@ -65,9 +65,7 @@ def test_samples_near_the_label_border_take_raw_from_the_padding(tmp_path: Path)
         assert (batch["labels"] != 0).mean() > 0.5
         # The input is a window of the real raw: find it by its first row.
         scaled = np.rint((x + 1) / 2 * 255).astype(np.uint8)
-        hits = np.argwhere(
-            (raw[: 48 - 23, : 48 - 23, : 48 - 23] == scaled[0, 0, 0])
-        )
+        hits = np.argwhere(raw[: 48 - 23, : 48 - 23, : 48 - 23] == scaled[0, 0, 0])
         assert any(
             np.array_equal(raw[z : z + 24, y : y + 24, w : w + 24], scaled) for z, y, w in hits
         )

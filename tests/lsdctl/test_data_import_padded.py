@@ -115,4 +115,6 @@ def test_misplaced_labels_are_refused_nothing_written(
 
 def test_crop_without_labels_is_refused(cli: CliCaller, project: Path, tmp_path: Path) -> None:
     src = padded_cremi(tmp_path / "s.hdf")
-    cli.bad("data", "import", src, "--project", "c", "--crop", "0:3,:,:", match="none of the labels")
+    cli.bad(
+        "data", "import", src, "--project", "c", "--crop", "0:3,:,:", match="none of the labels"
+    )
