@@ -118,7 +118,8 @@ class PreprocessConfig(_Section):
         0.5,
         ge=0.0,
         le=1.0,
-        description="Minimum fraction of labelled voxels in a training sample.",
+        description="Minimum fraction of labelled voxels (labels_mask) in a training sample; "
+        "other locations are drawn again (the LSD paper's Reject).",
     )
 
 
@@ -726,7 +727,9 @@ def resolve_key(config: ProjectConfig, dotted: str) -> list[str]:
         if match is None:
             options = ", ".join(fields)
             where = ".".join(path) or "the top level"
-            raise InputError(f"unknown config key {dotted!r}: {where} has {options}")
+            elsewhere = [k for k, _, _ in iter_keys(config) if k.split(".")[-1] == part.lower()]
+            hint = f" (did you mean {' or '.join(elsewhere)}?)" if elsewhere else ""
+            raise InputError(f"unknown config key {dotted!r}{hint}: {where} has {options}")
         path.append(match)
         section = getattr(section, match)
         if i == len(parts) - 1 and _is_section(section):

@@ -42,8 +42,8 @@ def train(
         None,
         "--dataset",
         "--preset",
-        help="Dataset preset to train with (cremi, snemi, zebrafinch, fib25, tiny, tiny2d or "
-        "a .toml file): its geometry and settings, your changes kept.",
+        help="Dataset preset to train with (cremi, cremi-paper, snemi, zebrafinch, fib25, tiny, "
+        "tiny2d or a .toml file): its geometry and settings, your changes kept.",
     ),
     model: str | None = typer.Option(None, "--model", help="MTLSD, LSD, AFF, ACLSD or ACRLSD."),
     iterations: int | None = typer.Option(
