@@ -86,3 +86,16 @@ def test_bad_checkpoint_files_are_refused_before_a_run_exists(
     assert not marker.exists()
     assert tree(projects) == before
     cli.bad("train", "--project", "p", "--resume", "x", "--init-from", "y", match="--init-from")
+
+
+@pytest.mark.slow
+def test_the_daemon_refuses_a_bad_file_before_queueing(
+    cli: CliCaller, projects: Path, tmp_path: Path, home: Path
+) -> None:
+    # Through the daemon: its resolver helper checks the file (in a child process).
+    _project(cli)
+    text = tmp_path / "notes.pt"
+    text.write_text("weights? no\n")
+    before = tree(projects)
+    cli.bad("train", "--project", "p", "-d", "--init-from", str(text), match="not a torch")
+    assert tree(projects) == before
