@@ -40,19 +40,19 @@ def test_fine_tuning_starts_from_the_weights_with_a_fresh_optimizer(
     cli: CliCaller, projects: Path
 ) -> None:
     _project(cli)
-    cli.ok("train", "--project", "p", "--local", "--iterations", "4")
+    cli.ok("train", "--project", "p", "--local", "--iterations", "2")
     (base,) = (projects / "p" / "runs").iterdir()
     cli.ok("train", "--project", "p", "--local", "--iterations", "2", "--init-from", base.name)
     (tuned,) = [r for r in (projects / "p" / "runs").iterdir() if r != base]
     events, _ = read_events(tuned / "events.jsonl")
     (start,) = [e for e in events if e["type"] == "initialized"]
-    assert start["iteration"] == 4 and start["path"].endswith("checkpoint_00000004.pt")
+    assert start["iteration"] == 2 and start["path"].endswith("checkpoint_00000002.pt")
     losses = [e["step"] for e in events if e["type"] == "metric" and e["name"] == "loss"]
     assert losses == [1, 2]  # the iteration count starts again
     state = load_checkpoint(list_checkpoints(tuned / "checkpoints")[-1][1])
     assert all(float(s["step"]) == 2 for s in state["optimizer"]["state"].values())
     # The file form names the same weights; a project-relative path works too.
-    relative = base.relative_to(projects / "p") / "checkpoints" / "checkpoint_00000004.pt"
+    relative = base.relative_to(projects / "p") / "checkpoints" / "checkpoint_00000002.pt"
     before = tree(projects / "p" / "runs")
     # A model that does not fit: refused naming the layer, no run directory.
     cli.ok("config", "set", "p", "model.num_fmaps", "4")
