@@ -118,8 +118,8 @@ class PreprocessConfig(_Section):
         0.5,
         ge=0.0,
         le=1.0,
-        description="Minimum fraction of labelled voxels (labels_mask) in a training sample; "
-        "other locations are drawn again (the LSD paper's Reject).",
+        # The LSD paper's Reject(mask=labels_mask): other locations are drawn again.
+        description="Minimum fraction of labelled voxels in a training sample.",
     )
 
 
