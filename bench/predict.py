@@ -75,7 +75,7 @@ def _reference_seconds(
     model = build_model(
         config.train.model_type, config.model, 3, len(config.affinity_neighborhood())
     )
-    model.load_state_dict(torch.load(str(checkpoint), weights_only=False)["model"])
+    model.load_state_dict(torch.load(str(checkpoint), weights_only=True)["model"])
     model.eval()
     raw = np.asarray(zarr.open(str(volume / "raw"), mode="r")[:])
     context = config.context()

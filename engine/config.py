@@ -118,6 +118,7 @@ class PreprocessConfig(_Section):
         0.5,
         ge=0.0,
         le=1.0,
+        # The LSD paper's Reject(mask=labels_mask): other locations are drawn again.
         description="Minimum fraction of labelled voxels in a training sample.",
     )
 
@@ -144,6 +145,33 @@ class AugmentConfig(_Section):
     )
     max_misalign: Annotated[int, Field(ge=0)] = Field(
         10, description="Largest misalignment in voxels (anisotropic data only)."
+    )
+    # Defect augmentation (gp.DefectAugment, as the LSD paper's CREMI training): serial
+    # sections go missing, lose contrast, carry artifacts or fold. Anisotropic data only.
+    prob_missing: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.0, description="Probability per section of a missing section (all 0; anisotropic data)."
+    )
+    prob_low_contrast: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.0, description="Probability per section of a low-contrast section (anisotropic data)."
+    )
+    prob_artifact: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.0,
+        description="Probability per section of an artifact pasted from train.augment.artifacts "
+        "(anisotropic data).",
+    )
+    prob_deform: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.0, description="Probability per section of a fold (anisotropic data)."
+    )
+    contrast_scale: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.5, description="Contrast of a low-contrast section, relative to its own."
+    )
+    deformation_strength: PositiveInt = Field(
+        20, description="How far a fold pulls a section's contents, in voxels."
+    )
+    artifacts: str = Field(
+        "",
+        description="Zarr container with `raw` and `mask` (alpha, uint8) of artifact sections "
+        "to paste, relative to the project or absolute (empty: synthetic smudges; see docs).",
     )
     simple: bool = Field(
         True, description="Random mirrors and transposes (xy only if anisotropic)."
@@ -390,6 +418,12 @@ class ProjectConfig(_Section):
             low, high = getattr(aug, name)
             if low > high:
                 raise ValueError(f"train.augment.{name} must be (low, high), got ({low}, {high})")
+        defects = aug.prob_missing + aug.prob_low_contrast + aug.prob_artifact + aug.prob_deform
+        if defects > 1:
+            raise ValueError(
+                "train.augment.prob_missing + prob_low_contrast + prob_artifact + prob_deform "
+                f"is {defects:g}: each section gets at most one defect, so keep the sum <= 1"
+            )
         if self.train.stop_after is not None and self.train.validate_every == 0:
             raise ValueError(
                 "train.stop_after stops when validation stops improving: set "
@@ -693,7 +727,9 @@ def resolve_key(config: ProjectConfig, dotted: str) -> list[str]:
         if match is None:
             options = ", ".join(fields)
             where = ".".join(path) or "the top level"
-            raise InputError(f"unknown config key {dotted!r}: {where} has {options}")
+            elsewhere = [k for k, _, _ in iter_keys(config) if k.split(".")[-1] == part.lower()]
+            hint = f" (did you mean {' or '.join(elsewhere)}?)" if elsewhere else ""
+            raise InputError(f"unknown config key {dotted!r}{hint}: {where} has {options}")
         path.append(match)
         section = getattr(section, match)
         if i == len(parts) - 1 and _is_section(section):

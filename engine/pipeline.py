@@ -31,7 +31,7 @@ from funlib.geometry import Coordinate, Roi
 from engine.config import ProjectConfig
 from engine.errors import InputError
 from engine.input import _INPUT_SCALE, _INPUT_SHIFT, _RAW_SCALE, normalize_raw
-from engine.nodes import AddLsds, ElasticAugment, MaskedRandomLocation
+from engine.nodes import AddLsds, ElasticAugment, MaskedRandomLocation, defect_augment
 from engine.prefetch import Prefetcher
 from engine.targets.lsds import gaussian_radius
 
@@ -233,8 +233,10 @@ def build_training_pipeline(
     axes of equal input extent, see `transposable_axes`), intensity scale and shift (per
     section for anisotropic data) and boundary growth by `grow_boundary` voxels (in-plane for
     anisotropic data); with it off, none of these, boundary growth included. Then the
-    LSDs and their weights, the affinities, their mask and class-balancing weights, raw
-    in the network input convention and the batch axis.
+    LSDs and their weights, the affinities, their mask and class-balancing weights,
+    defect augmentation of raw's sections (anisotropic data, `train.augment.prob_missing`
+    etc., engine.nodes.defect_augment), raw in the network input convention and the
+    batch axis.
 
     `num_workers` processes (default `system.num_workers`) prepare batches ahead into a
     cache of `system.cache_size`; 0 prepares each batch on request, in this process.
@@ -313,6 +315,10 @@ def build_training_pipeline(
         )
         pipeline += gp.BalanceLabels(keys.gt_affs, keys.affs_weights, keys.affs_mask)
 
+    # Defects after the targets (they never touch labels), on raw in [0, 1] (the paper).
+    defects = defect_augment(keys.raw, config, input_c, Path(volumes[0]).parent.parent)
+    if defects is not None:
+        pipeline += defects
     if config.preprocess.normalize == "minmax":
         pipeline += gp.IntensityScaleShift(keys.raw, _INPUT_SCALE, _INPUT_SHIFT)
     pipeline += gp.Unsqueeze([keys.raw])

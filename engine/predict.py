@@ -240,6 +240,7 @@ class Predictor:
         """The model of the run's checkpoint, for the volume of `task_id`."""
         import torch
 
+        from engine.checkpoints import load_checkpoint
         from engine.models import build_model
 
         spec = read_spec(run_dir)
@@ -260,7 +261,7 @@ class Predictor:
             config.data.dims,
             len(config.affinity_neighborhood()),
         )
-        state = torch.load(str(spec.inputs["checkpoint"]), map_location=where, weights_only=False)
+        state = load_checkpoint(Path(str(spec.inputs["checkpoint"])), where)
         trained_type = state.get("model_type")
         if trained_type and trained_type != config.train.model_type.value:
             raise InputError(

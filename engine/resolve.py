@@ -19,10 +19,13 @@ one JSON object a line on stdin, answered one JSON object a line on stdout:
 Inputs per kind, defaults from the project's runs on disk (engine.lineage); what the
 request names is checked, and resolved to absolute paths (so preparing twice is a no-op):
   train     volumes: the project's train/*.zarr; val_volumes: its val/*.zarr when the run
-            validates (train.validate_every, a model with affinities), each with labels
+            validates (train.validate_every, a model with affinities), each with labels;
+            init_from: RUN_ID, RUN_ID:ITER, RUN_ID:best or a .pt path → its path, checked
+            to be a checkpoint whose layers fit the run's model (weights only)
   predict   checkpoint: RUN_ID, RUN_ID:ITER or a .pt path (default: the newest train
             run's latest checkpoint) → its path, plus train_run (the run id; absent for
-            a file from outside the project's train runs: TOML has no null);
+            a file from outside the project's train runs: TOML has no null; such a file
+            is checked to be a checkpoint that fits the config);
             volumes: paths or names of volumes with `raw` (default: test/*.zarr);
             overwrite: bool (default false)
   segment   predict_run: a predict run id or folder (default: the newest succeeded one)
@@ -50,6 +53,7 @@ from pydantic import ValidationError
 
 from engine import config as cfg
 from engine import lineage
+from engine.checkpoint_check import check_checkpoint
 from engine.errors import InputError
 from engine.project import CONFIG_FILE, Project
 from engine.rundir import Resources, RunSpec, write_spec
@@ -158,7 +162,7 @@ def fill_inputs(
     if kind == "train":
         return _train_inputs(project, inputs, config or project.load_config()), []
     if kind == "predict":
-        return _predict_inputs(project, inputs)
+        return _predict_inputs(project, inputs, config or project.load_config())
     if kind == "segment":
         return _segment_inputs(project, inputs)
     return _evaluate_inputs(project, inputs), []
@@ -175,6 +179,16 @@ def _train_inputs(
                 f"--project {project.name}` or `lsdctl data synth --project {project.name}`"
             )
         inputs["volumes"] = [str(v) for v in volumes]
+    init_from = inputs.get("init_from")
+    if init_from is not None:
+        if not isinstance(init_from, str) or not init_from.strip():
+            raise InputError(
+                "init_from must be RUN_ID, RUN_ID:ITERATION, RUN_ID:best or a .pt file"
+            )
+        choice = lineage.resolve_checkpoint(project.path, init_from)
+        # Weights only: the new run's architecture must match them layer by layer.
+        check_checkpoint(choice.path, config)
+        inputs["init_from"] = str(choice.path)
     listed = _str_list(inputs.get("val_volumes"), "val_volumes")
     # Refused here, before a run directory exists: no val/ volumes, or one without labels.
     val = val_volumes(project.path, config, listed or None)
@@ -185,11 +199,17 @@ def _train_inputs(
     return inputs
 
 
-def _predict_inputs(project: Project, inputs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def _predict_inputs(
+    project: Project, inputs: dict[str, Any], config: cfg.ProjectConfig
+) -> tuple[dict[str, Any], list[str]]:
     spec = inputs.get("checkpoint")
     if spec is not None and not isinstance(spec, str):
         raise InputError("checkpoint must be RUN_ID, RUN_ID:ITERATION or the path of a .pt file")
     choice = lineage.resolve_checkpoint(project.path, spec)
+    if choice.train_run is None:
+        # A file from outside the project's train runs: refused here, before a run
+        # directory exists, if it is no checkpoint or its model is not this config's.
+        check_checkpoint(choice.path, config)
     overwrite = inputs.get("overwrite", False)
     if not isinstance(overwrite, bool):
         raise InputError(f"overwrite must be true or false, got {overwrite!r}")

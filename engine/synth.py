@@ -347,3 +347,36 @@ def _darken_blobs(
         profile = np.sqrt(np.clip(1.0 - r2, 0.0, 1.0)).astype(np.float32)
         own = labels[box] == labels[tuple(index)]
         image[box] *= 1.0 - depth * profile * own
+
+
+def synthesize_artifacts(sections: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Artifact sections for defect augmentation: (raw, alpha), both uint8 of shape
+    (sections, size, size).
+
+    Each section holds a few dark, smooth smudges (stains, dirt, charging) as raw, and
+    their alpha mask: 255 at a smudge's core, fading to 0 over its soft edge, 0 elsewhere.
+    A stand-in for a volume of real artifacts (the LSD paper pasted artifacts cut from
+    CREMI's damaged sections), so that `train.augment.prob_artifact` works without one.
+    """
+    if sections < 1 or size < 8:
+        raise InputError(
+            f"artifact sections need sections >= 1 and size >= 8, got {sections}, {size}"
+        )
+    rng = np.random.default_rng(seed)
+    raw = np.empty((sections, size, size), np.uint8)
+    alpha = np.empty((sections, size, size), np.uint8)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    for z in range(sections):
+        weight = np.zeros((size, size), np.float32)
+        for _ in range(int(rng.integers(1, 4))):
+            cy, cx = rng.uniform(0, size, 2)
+            ry, rx = rng.uniform(0.08, 0.3, 2) * size
+            angle = rng.uniform(0, np.pi)
+            dy, dx = yy - cy, xx - cx
+            u = (dy * np.cos(angle) + dx * np.sin(angle)) / ry
+            v = (-dy * np.sin(angle) + dx * np.cos(angle)) / rx
+            weight = np.maximum(weight, np.clip(1.5 - 1.5 * np.hypot(u, v), 0, 1))
+        grain = ndimage.gaussian_filter(rng.normal(0, 1, (size, size)), 3)
+        raw[z] = np.clip(40 + 25 * grain, 0, 255).astype(np.uint8)
+        alpha[z] = np.rint(weight * 255).astype(np.uint8)
+    return raw, alpha

@@ -7,6 +7,9 @@ progress and checkpoint events to `events.jsonl`, writes checkpoints atomically 
 SIGINT: finish the iteration, save a checkpoint, exit 3. Exit codes: 0 done, 2 bad
 input, 3 interrupted (resumable), 1 anything else.
 
+With `init_from` among the inputs (`lsdctl train --init-from`), a new run starts from
+that checkpoint's weights, with a fresh optimizer and iteration count (fine-tuning).
+
 Auto-context models (ACLSD, ACRLSD) train in two stages within one run: stage one, the
 LSD net, for `train.lsd_iterations`; then stage two on its frozen output.
 
@@ -219,6 +222,8 @@ class Trainer:
             self.events.emit("resumed", iteration=start, path=str(latest[1]))
             past = read_events_of(self.run_dir / EVENTS_FILE, "validation")
             history = History.from_events(past, up_to=start)
+        elif self.spec.inputs.get("init_from"):
+            self._init_from(Path(str(self.spec.inputs["init_from"])), model, device)
         if start >= self.total:
             logger.info("already trained for %d iterations (asked for %d)", start, self.total)
             self.events.emit(
@@ -417,6 +422,17 @@ class Trainer:
                 best["threshold"],
             )
         return EXIT_OK
+
+    def _init_from(self, path: Path, model: Any, device: Any) -> None:
+        """Fine-tuning: the weights of `path`, with this run's fresh optimizer, schedule
+        and iteration count (a resumed run has its own checkpoints and skips this)."""
+        from engine.checkpoints import load_weights
+
+        state = load_weights(path, model, device)
+        logger.info(
+            "weights from %s (iteration %s); training starts at 0", path, state.get("iteration")
+        )
+        self.events.emit("initialized", path=str(path), iteration=state.get("iteration"))
 
     def _tensorboard(self) -> Any:
         """A SummaryWriter in RUN_DIR/tensorboard when train.tensorboard is on and installed."""

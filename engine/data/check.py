@@ -166,6 +166,33 @@ def _check_geometry(
             )
     if labels is not None and mask is not None and labels.roi != mask.roi:
         report.error(f"labels_mask ROI {mask.roi} differs from the labels ROI {labels.roi}")
+    if report.split == "train" and raw is not None and labels is not None:
+        _check_context(report, config, raw, labels)
+
+
+def _check_context(report: VolumeReport, config: ProjectConfig, raw: Any, labels: Any) -> None:
+    """Warn when raw does not reach the model's context beyond the labels: a sample at
+    the labels' border then sees zeros where the network expects EM (the padded CREMI
+    samples exist to give that context)."""
+    # Raw and labels of one region is the common case and the user's choice: only a
+    # padded volume (raw larger) promises context, and is checked for enough of it.
+    if len(raw.shape) != len(labels.shape) or raw.roi == labels.roi:
+        return
+    if not raw.roi.contains(labels.roi):
+        return
+    output = config.model.output_shape or config.model.input_shape
+    need = [(i - o) // 2 for i, o in zip(config.model.input_shape, output)]
+    voxel = list(raw.voxel_size)
+    below = [(lb - rb) // v for lb, rb, v in zip(labels.roi.begin, raw.roi.begin, voxel)]
+    above = [(re - le) // v for re, le, v in zip(raw.roi.end, labels.roi.end, voxel)]
+    have = [min(b, a) for b, a in zip(below, above)]
+    if len(have) == len(need) and any(h < n for h, n in zip(have, need)):
+        report.warn(
+            f"raw reaches {have} voxels beyond the labels on its narrowest sides, the model "
+            f"reads {need} beyond its output: samples at the labels' "
+            "border see zero padding instead of EM (import raw with margin around the "
+            "labels, as CREMI's padded samples have, to use all labels fully)"
+        )
 
 
 def _check_raw(report: VolumeReport, raw: Any, config: ProjectConfig, training: bool) -> None:

@@ -56,6 +56,9 @@ class ImportReport:
     arrays: list[str]
     raw_scaled_from: tuple[float, float] | None = None
     notes: list[str] = field(default_factory=list)
+    # The labels' (and mask's) own region when labelled: raw's, or a part of it.
+    labels_shape: tuple[int, ...] | None = None
+    labels_offset: tuple[int, ...] | None = None
 
 
 def parse_crop(text: str) -> list[tuple[int | None, int | None]]:
@@ -92,7 +95,7 @@ def import_volume(
         labels = _open_labels(request, raw)
         if labels is not None:
             sources.append(labels)
-        mask = open_source(request.mask, request.mask_key, "mask") if request.mask else None
+        mask = _open_mask(request, raw, labels)
         if mask is not None:
             sources.append(mask)
         plan = _plan(request, config.data.voxel_size, dims, raw, labels, mask)
@@ -105,8 +108,8 @@ def import_volume(
             raw=_source_array(raw),
             labels=_source_array(labels) if labels is not None else None,
             mask=_source_array(mask) if mask is not None else None,
-            source_start=[s.start for s in plan.slices],
-            source_stop=[s.stop for s in plan.slices],
+            source_start=[s.start for s in plan.raw.slices],
+            source_stop=[s.stop for s in plan.raw.slices],
             roi=provenance.world_roi(plan.offset, plan.shape, plan.voxel_size),
             voxel_size=list(plan.voxel_size),
         )
@@ -147,14 +150,56 @@ def _open_labels(request: ImportRequest, raw: Source) -> Source | None:
     return found
 
 
+# Mask datasets taken from the raw file without being asked for (the paper's padded
+# CREMI samples carry `volumes/labels/mask`); a bare "mask" could be anything.
+_IMPLIED_MASK_KEYS = ("volumes/labels/mask", "volumes/labels/labels_mask", "labels_mask")
+
+
+def _open_mask(request: ImportRequest, raw: Source, labels: Source | None) -> Source | None:
+    if request.mask is not None:
+        return open_source(request.mask, request.mask_key, "mask")
+    if request.mask_key is not None:
+        # In the labels' file if they came from one, else in the raw file.
+        return open_source(request.labels or request.source, request.mask_key, "mask")
+    if labels is None or raw.key is None or request.labels is not None:
+        return None
+    for key in _IMPLIED_MASK_KEYS:
+        try:
+            return open_source(request.source, key, "mask")
+        except InputError:
+            continue
+    return None
+
+
+@dataclass
+class _Region:
+    """Where one imported array comes from and where it lies: `slices` into its
+    (promoted) source, `offset` in nm of its first voxel in the world."""
+
+    slices: tuple[slice, ...]
+    offset: tuple[int, ...]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(s.stop - s.start for s in self.slices)
+
+
 @dataclass
 class _Plan:
-    shape: tuple[int, ...]  # of the imported volume, after promotion and crop
-    slices: tuple[slice, ...]  # into the (promoted) source
+    raw: _Region  # raw's region, after promotion and crop
+    labels: _Region | None  # labels' (and the mask's) own region inside raw's
+    mask: _Region | None  # the mask's slices over the labels' region
     promote: bool  # a 2D image imported into a 3D project as one section
     voxel_size: tuple[int, ...]
-    offset: tuple[int, ...]
     notes: list[str]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.raw.shape
+
+    @property
+    def offset(self) -> tuple[int, ...]:
+        return self.raw.offset
 
 
 def _plan(
@@ -179,12 +224,6 @@ def _plan(
                 f"{source.label} is 3D but project is 2D (data.dims = 2): import into a 3D "
                 "project, or import sections as separate 2D volumes"
             )
-    for other, role in ((labels, "labels"), (mask, "mask")):
-        if other is not None and other.shape != raw.shape:
-            raise InputError(
-                f"raw {raw.label} has shape {list(raw.shape)} but {role} {other.label} has "
-                f"{list(other.shape)}: they must cover the same voxels"
-            )
     if labels is not None and labels.dtype.kind not in "iub":
         raise InputError(
             f"labels {labels.label} are {labels.dtype}, not integers: pass the dataset of "
@@ -193,25 +232,166 @@ def _plan(
     if raw.dtype.kind not in "iufb":
         raise InputError(f"raw {raw.label} has unsupported type {raw.dtype}")
     promote = len(raw.shape) < dims
-    shape = (1, *raw.shape) if promote else raw.shape
+    for other, role in ((labels, "labels"), (mask, "mask")):
+        if other is not None and len(other.shape) != len(raw.shape):
+            raise InputError(
+                f"raw {raw.label} is {len(raw.shape)}D but {role} {other.label} is "
+                f"{len(other.shape)}D: they must have the same axes"
+            )
 
     voxel_size = _voxel_size(request, raw, labels, project_voxel_size, dims, notes)
-    slices = _crop_slices(request.crop, shape)
-    cropped = tuple(s.stop - s.start for s in slices)
+    shape = _promoted(raw.shape, promote)
+    stored = _stored_offset(raw, dims)
+    if stored is None and labels is not None and labels.shape == raw.shape:
+        stored = _stored_offset(labels, dims)
+    stored = stored or (0,) * dims
     if request.offset is not None:
         offset = tuple(int(o) for o in request.offset)
         if len(offset) != dims:
             raise InputError(f"--offset needs {dims} values (z,y,x in nm), got {list(offset)}")
     else:
-        stored = raw.offset or (labels.offset if labels is not None else None)
-        offset = stored if stored is not None and len(stored) == dims else (0,) * dims
+        offset = stored
     if any(o % v for o, v in zip(offset, voxel_size)):
         raise InputError(
             f"offset {list(offset)} nm is not a multiple of the voxel size {list(voxel_size)}"
         )
+    # --offset moves the whole volume: labels keep their place relative to raw.
+    shift = tuple(o - s for o, s in zip(offset, stored))
+    whole = _Region(tuple(slice(0, s) for s in shape), offset)
+    slices = _crop_slices(request.crop, shape)
     # A crop keeps world coordinates: the volume starts where its first voxel was.
-    offset = tuple(o + s.start * v for o, s, v in zip(offset, slices, voxel_size))
-    return _Plan(cropped, slices, promote, voxel_size, offset, notes)
+    raw_region = _Region(
+        slices, tuple(o + s.start * v for o, s, v in zip(offset, slices, voxel_size))
+    )
+
+    labels_region = mask_region = None
+    if labels is not None:
+        placed = _place(labels, "labels", raw, whole, stored, shift, voxel_size, promote, dims)
+        labels_region = _inside(placed, whole, raw_region, labels, raw, voxel_size)
+        if labels_region.shape != raw_region.shape or labels_region.offset != raw_region.offset:
+            notes.append(
+                f"labels cover {list(labels_region.shape)} voxels at offset "
+                f"{list(labels_region.offset)} nm, inside raw's {list(raw_region.shape)} at "
+                f"{list(raw_region.offset)} nm: training samples only where labels are, with "
+                "raw context from around them"
+            )
+        if mask is not None:
+            mask_placed = _place(
+                mask, "mask", raw, whole, stored, shift, voxel_size, promote, dims, placed
+            )
+            mask_region = _covering(mask_placed, labels_region, mask, voxel_size)
+    elif mask is not None:
+        raise InputError(f"mask {mask.label} given without labels: pass --labels too")
+    return _Plan(raw_region, labels_region, mask_region, promote, voxel_size, notes)
+
+
+def _promoted(shape: tuple[int, ...], promote: bool) -> tuple[int, ...]:
+    return (1, *shape) if promote else shape
+
+
+def _stored_offset(source: Source, dims: int) -> tuple[int, ...] | None:
+    stored = source.offset
+    return stored if stored is not None and len(stored) == dims else None
+
+
+def _place(
+    source: Source,
+    role: str,
+    raw: Source,
+    raw_whole: _Region,
+    raw_stored: tuple[int, ...],
+    shift: tuple[int, ...],
+    voxel_size: tuple[int, ...],
+    promote: bool,
+    dims: int,
+    labels_whole: _Region | None = None,
+) -> _Region:
+    """Where the whole of `source` (labels or mask) lies in the world.
+
+    Its own `offset` attribute (nm, in raw's frame, moved with raw by --offset) says
+    where; without one it must have raw's shape (or, for a mask, the labels'), and
+    lies there. A CREMI padded sample's labels carry such an offset.
+    """
+    shape = _promoted(source.shape, promote)
+    stored = _stored_offset(source, dims)
+    if stored is None:
+        if labels_whole is not None and shape == labels_whole.shape:
+            return labels_whole
+        if source.shape == raw.shape:
+            return raw_whole
+        raise InputError(
+            f"raw {raw.label} has shape {list(raw.shape)} but {role} {source.label} has "
+            f"{list(source.shape)} and no offset attribute saying where it lies: they must "
+            "cover the same voxels, or the smaller one must carry its offset in nm (as "
+            "CREMI's padded samples do)"
+        )
+    offset = tuple(s + d for s, d in zip(stored, shift))
+    if source.shape == raw.shape and stored == raw_stored:
+        return raw_whole
+    misaligned = [o for o, v in zip(offset, voxel_size) if o % v]
+    if misaligned:
+        raise InputError(
+            f"{role} {source.label} lies at offset {list(stored)} nm, which is not on raw's "
+            f"voxel grid ({list(voxel_size)} nm): realign it to whole voxels first"
+        )
+    return _Region(tuple(slice(0, s) for s in shape), offset)
+
+
+def _roi(region: _Region, voxel_size: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(begin, end) in nm."""
+    end = tuple(o + n * v for o, n, v in zip(region.offset, region.shape, voxel_size))
+    return region.offset, end
+
+
+def _inside(
+    labels: _Region,
+    raw_whole: _Region,
+    raw_region: _Region,
+    source: Source,
+    raw: Source,
+    voxel_size: tuple[int, ...],
+) -> _Region:
+    """The part of the labels' region inside the imported (maybe cropped) raw, refusing
+    labels that reach beyond the raw data (a sample needs raw at every labelled voxel)."""
+    begin, end = _roi(labels, voxel_size)
+    raw_begin, raw_end = _roi(raw_whole, voxel_size)
+    if any(b < rb for b, rb in zip(begin, raw_begin)) or any(e > re for e, re in zip(end, raw_end)):
+        raise InputError(
+            f"labels {source.label} span [{list(begin)}, {list(end)}) nm, beyond raw "
+            f"{raw.label} [{list(raw_begin)}, {list(raw_end)}) nm: the labels must lie inside "
+            "raw (check the offset attributes, or pass --offset)"
+        )
+    crop_begin, crop_end = _roi(raw_region, voxel_size)
+    low = tuple(max(b, c) for b, c in zip(begin, crop_begin))
+    high = tuple(min(e, c) for e, c in zip(end, crop_end))
+    if any(h <= lo for lo, h in zip(low, high)):
+        raise InputError(
+            f"--crop leaves none of the labels of {source.label} (they span "
+            f"[{list(begin)}, {list(end)}) nm): crop where the labels are"
+        )
+    slices = tuple(
+        slice(s.start + (lo - b) // v, s.start + (h - b) // v)
+        for s, lo, h, b, v in zip(labels.slices, low, high, begin, voxel_size)
+    )
+    return _Region(slices, low)
+
+
+def _covering(
+    mask: _Region, labels: _Region, source: Source, voxel_size: tuple[int, ...]
+) -> _Region:
+    """The mask's slices over the labels' region: it must cover all of the labels."""
+    begin, end = _roi(mask, voxel_size)
+    want_begin, want_end = _roi(labels, voxel_size)
+    if any(b > w for b, w in zip(begin, want_begin)) or any(e < w for e, w in zip(end, want_end)):
+        raise InputError(
+            f"mask {source.label} spans [{list(begin)}, {list(end)}) nm but the labels "
+            f"[{list(want_begin)}, {list(want_end)}) nm: the mask must cover the labels"
+        )
+    slices = tuple(
+        slice(s.start + (w - b) // v, s.start + (w - b) // v + n)
+        for s, w, b, v, n in zip(mask.slices, want_begin, begin, voxel_size, labels.shape)
+    )
+    return _Region(slices, labels.offset)
 
 
 def _voxel_size(
@@ -266,10 +446,10 @@ def _crop_slices(
     return tuple(slices)
 
 
-def _read(source: Source, plan: _Plan, block: tuple[slice, ...]) -> np.ndarray:
-    """The block (in imported coordinates) of a source, promoted and cropped."""
-    src = tuple(slice(c.start + b.start, c.start + b.stop) for c, b in zip(plan.slices, block))
-    if plan.promote:
+def _read(source: Source, region: _Region, promote: bool, block: tuple[slice, ...]) -> np.ndarray:
+    """The block (in the region's voxels) of a source, promoted and cropped."""
+    src = tuple(slice(c.start + b.start, c.start + b.stop) for c, b in zip(region.slices, block))
+    if promote:
         return np.asarray(source.array[src[1:]])[np.newaxis]
     return np.asarray(source.array[src])
 
@@ -289,7 +469,7 @@ def _raw_range(
     low, high = np.inf, -np.inf
     done = 0
     for block in volume.iter_blocks(plan.shape, _block_shape(plan.shape)):
-        data = _read(raw, plan, block)
+        data = _read(raw, plan.raw, plan.promote, block)
         if data.dtype.kind == "f" and not np.isfinite(data).all():
             raise InputError(
                 f"raw {raw.label} contains NaN or infinite values: fill or crop them before import"
@@ -313,42 +493,25 @@ def _copy(
 ) -> ImportReport:
     shape = plan.shape
     voxels = int(np.prod(shape))
+    labelled = int(np.prod(plan.labels.shape)) if plan.labels is not None else 0
     passes = 1 if raw.dtype == np.uint8 else 2
-    total = voxels * passes
+    total = voxels * passes + labelled
     scale_from = None
     if raw.dtype != np.uint8:
         scale_from = _raw_range(raw, plan, progress, total)
+    done = voxels * (passes - 1)
     with volume.staged(target) as tmp:
         volume.write_group_attrs(tmp, provenance.to_attrs(origin))
         out_raw = volume.create_array(
             tmp, volume.RAW, shape, np.uint8, plan.voxel_size, plan.offset
         )
-        out_labels = out_mask = None
-        if labels is not None:
-            out_labels = volume.create_array(
-                tmp, volume.LABELS, shape, np.uint64, plan.voxel_size, plan.offset
-            )
-            out_mask = volume.create_array(
-                tmp, volume.MASK, shape, np.uint8, plan.voxel_size, plan.offset
-            )
-        done = voxels * (passes - 1)
         for block in volume.iter_blocks(shape, _block_shape(shape)):
-            out_raw[block] = _to_uint8(_read(raw, plan, block), scale_from)
-            if labels is not None and out_labels is not None and out_mask is not None:
-                ids = _read(labels, plan, block)
-                if ids.dtype.kind == "i" and ids.size and ids.min() < 0:
-                    raise InputError(
-                        f"labels {labels.label} contain negative ids: neuron ids must be >= 0"
-                    )
-                out_labels[block] = ids.astype(np.uint64)
-                if mask is not None:
-                    out_mask[block] = (_read(mask, plan, block) > 0).astype(np.uint8)
-                else:
-                    # Without a mask every voxel counts as labelled; 0 is boundary.
-                    out_mask[block] = 1
+            out_raw[block] = _to_uint8(_read(raw, plan.raw, plan.promote, block), scale_from)
             done += int(np.prod([s.stop - s.start for s in block]))
             if progress:
                 progress(done, total)
+        if labels is not None and plan.labels is not None:
+            _copy_labels(tmp, plan, plan.labels, labels, mask, done, total, progress)
     arrays = [volume.RAW] + ([volume.LABELS, volume.MASK] if labels is not None else [])
     return ImportReport(
         path=target,
@@ -359,7 +522,42 @@ def _copy(
         arrays=arrays,
         raw_scaled_from=scale_from,
         notes=plan.notes,
+        labels_shape=plan.labels.shape if plan.labels is not None else None,
+        labels_offset=plan.labels.offset if plan.labels is not None else None,
     )
+
+
+def _copy_labels(
+    tmp: Path,
+    plan: _Plan,
+    region: _Region,
+    labels: Source,
+    mask: Source | None,
+    done: int,
+    total: int,
+    progress: Progress | None,
+) -> None:
+    """Labels and mask over the labels' own region (raw's, or a part of it)."""
+    shape = region.shape
+    out_labels = volume.create_array(
+        tmp, volume.LABELS, shape, np.uint64, plan.voxel_size, region.offset
+    )
+    out_mask = volume.create_array(
+        tmp, volume.MASK, shape, np.uint8, plan.voxel_size, region.offset
+    )
+    for block in volume.iter_blocks(shape, _block_shape(shape)):
+        ids = _read(labels, region, plan.promote, block)
+        if ids.dtype.kind == "i" and ids.size and ids.min() < 0:
+            raise InputError(f"labels {labels.label} contain negative ids: neuron ids must be >= 0")
+        out_labels[block] = ids.astype(np.uint64)
+        if mask is not None and plan.mask is not None:
+            out_mask[block] = (_read(mask, plan.mask, plan.promote, block) > 0).astype(np.uint8)
+        else:
+            # Without a mask every voxel counts as labelled; 0 is boundary.
+            out_mask[block] = 1
+        done += int(np.prod([s.stop - s.start for s in block]))
+        if progress:
+            progress(done, total)
 
 
 def _to_uint8(data: np.ndarray, scale_from: tuple[float, float] | None) -> np.ndarray[Any, Any]:

@@ -66,7 +66,12 @@ def import_(
     mask: Path | None = typer.Option(
         None, "--mask", help="File with a mask of labelled voxels (non-zero = labelled)."
     ),
-    mask_key: str | None = typer.Option(None, "--mask-key", help="Dataset of the mask."),
+    mask_key: str | None = typer.Option(
+        None,
+        "--mask-key",
+        help="Dataset of the mask (in --mask's file, else the labels'; volumes/labels/mask "
+        "is found in CREMI-style files).",
+    ),
     voxel_size: str | None = typer.Option(
         None,
         "--voxel-size",
@@ -91,9 +96,17 @@ def import_(
     The source file, key and region are recorded in the volume, so that `data check` warns
     when a val or test volume overlaps a training one.
 
+    Labels (and mask) may cover less than raw, as in CREMI's padded samples: each keeps
+    its own region, placed by its `offset` attribute (nm); it must lie on raw's voxel
+    grid and inside raw. Training then samples where the labels are, with raw context
+    from the padding around them.
+
     Examples:
 
       lsdctl data import sample_A.hdf --project brain1            # CREMI: keys and resolution found
+
+      lsdctl data import sample_A_padded_20160501.hdf --project brain1   # raw larger than labels
+
 
       lsdctl data import train-image.h5 --labels train-gt.h5 --project p --voxel-size 10,10,10
 
@@ -143,6 +156,8 @@ def import_into(proj: Project, request: ImportRequest, as_json: bool = False) ->
                     "shape": list(report.shape),
                     "voxel_size": list(report.voxel_size),
                     "offset": list(report.offset),
+                    "labels_shape": _list_or_none(report.labels_shape),
+                    "labels_offset": _list_or_none(report.labels_offset),
                     "arrays": report.arrays,
                     "raw_dtype": report.raw_dtype,
                     "raw_scaled_from": report.raw_scaled_from,
@@ -166,6 +181,10 @@ def import_into(proj: Project, request: ImportRequest, as_json: bool = False) ->
         f"arrays {', '.join(report.arrays)}{scaled}"
     )
     typer.echo(f"next: lsdctl data check --project {proj.name}")
+
+
+def _list_or_none(values: tuple[int, ...] | None) -> list[int] | None:
+    return None if values is None else list(values)
 
 
 @app.command("synth")

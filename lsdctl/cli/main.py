@@ -17,6 +17,7 @@ from lsdctl.cli import data as data_cli
 from lsdctl.cli import demo as demo_cli
 from lsdctl.cli import fetch as fetch_cli
 from lsdctl.cli import gpus as gpus_cli
+from lsdctl.cli import model as model_cli
 from lsdctl.cli import project as project_cli
 from lsdctl.cli import runs as runs_cli
 from lsdctl.cli import train as train_cli
@@ -81,6 +82,7 @@ app.command("init")(project_cli.init)
 data_cli.app.add_typer(fetch_cli.app, name="fetch")
 app.add_typer(data_cli.app, name="data")
 app.add_typer(config_cli.app, name="config")
+app.add_typer(model_cli.app, name="model")
 app.command("train")(train_cli.train)
 app.command("predict")(blockwise_cli.predict)
 app.command("segment")(blockwise_cli.segment)

@@ -19,7 +19,7 @@ def init(
         cfg.DEFAULT_PRESET,
         "--dataset",
         "--preset",
-        help="Dataset preset (cremi, snemi, zebrafinch, fib25, tiny, tiny2d) "
+        help="Dataset preset (cremi, cremi-paper, snemi, zebrafinch, fib25, tiny, tiny2d) "
         "or a .toml preset file.",
     ),
     force: bool = typer.Option(

@@ -42,8 +42,8 @@ def train(
         None,
         "--dataset",
         "--preset",
-        help="Dataset preset to train with (cremi, snemi, zebrafinch, fib25, tiny, tiny2d or "
-        "a .toml file): its geometry and settings, your changes kept.",
+        help="Dataset preset to train with (cremi, cremi-paper, snemi, zebrafinch, fib25, tiny, "
+        "tiny2d or a .toml file): its geometry and settings, your changes kept.",
     ),
     model: str | None = typer.Option(None, "--model", help="MTLSD, LSD, AFF, ACLSD or ACRLSD."),
     iterations: int | None = typer.Option(
@@ -51,6 +51,13 @@ def train(
     ),
     resume: str | None = typer.Option(
         None, "--resume", help="Continue run RUN_ID from its last checkpoint."
+    ),
+    init_from: str | None = typer.Option(
+        None,
+        "--init-from",
+        help="Start from the weights of RUN_ID (its latest checkpoint), RUN_ID:ITERATION, "
+        "RUN_ID:best or a .pt file (fine-tuning: fresh optimizer, iterations from 0); the "
+        "model settings must match its layers.",
     ),
     local: bool = typer.Option(False, "--local", help="Run in the foreground, without the daemon."),
     detach: bool = typer.Option(
@@ -91,11 +98,25 @@ def train(
       lsdctl train --project brain1 --model ACRLSD --iterations 20000 -d --json
 
       lsdctl train --project brain1 --local
+
+      lsdctl train --project brain2 --init-from ~/old/checkpoint_00300000.pt
+
+      lsdctl train --project brain1 --init-from RUN_ID:best --iterations 20000   # fine-tune
     """
     if iterations is not None and iterations < 1:
         raise InputError(f"--iterations must be positive, got {iterations}")
-    if resume is not None and (dataset or model):
-        raise InputError("--resume continues a run as it was: drop --dataset and --model")
+    if resume is not None and (dataset or model or init_from):
+        raise InputError(
+            "--resume continues a run as it was: drop --dataset, --model and --init-from"
+        )
+    if init_from is not None and not init_from.strip():
+        raise InputError("--init-from needs RUN_ID, RUN_ID:ITERATION, RUN_ID:best or a .pt file")
+    inputs_asked: dict[str, object] = {}
+    if init_from is not None:
+        # A file found from here is made absolute: the daemon resolves from elsewhere
+        # (a relative path it then tries against the project).
+        given = Path(init_from).expanduser()
+        inputs_asked["init_from"] = str(given.absolute()) if given.is_file() else init_from
     if not local:
         _train_in_daemon(
             # Resuming names its run, which knows its project: nothing to resolve.
@@ -109,6 +130,7 @@ def train(
             RunCreate(
                 kind="train",
                 project=".",
+                inputs=inputs_asked,
                 gpus=gpus,
                 require_gpu=require_gpu,
                 share_gpu=share_gpu,
@@ -131,7 +153,7 @@ def train(
         if iterations:
             config = cfg.with_value(config, "train.iterations", iterations)
         # The daemon's checks, before a run directory exists: volumes, validation split.
-        inputs, _ = resolve.fill_inputs(proj, "train", {}, config)
+        inputs, _ = resolve.fill_inputs(proj, "train", dict(inputs_asked), config)
     if resume is None:
         run_id = new_run_id("train")
         run_dir = proj.runs_dir / run_id

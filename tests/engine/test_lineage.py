@@ -15,6 +15,7 @@ from engine.events import EventWriter
 from engine.project import init_project
 from engine.resolve import answer, prepare
 from engine.rundir import RunSpec, read_spec, write_spec
+from tests.checkpoint_files import write_checkpoint
 from tests.engine.test_evaluate import make_segment_run
 
 _CONFIG = cfg.from_preset("tiny")
@@ -219,8 +220,7 @@ def test_prepare_predict_fills_checkpoint_volumes_and_resources(project: Path) -
         _prepare(project, "predict", inputs={"overwrite": "yes"})
 
     # A file from outside the runs has no train run; TOML has no null, so no key.
-    outside = project.parent / "model.pt"
-    outside.write_bytes(b"x")
+    outside = write_checkpoint(project.parent / "model.pt", project)
     run_dir = project / "runs" / "predict-1"
     inputs = {"checkpoint": str(outside)}
     _prepare(project, "predict", inputs=inputs, run_id="predict-1", run_dir=str(run_dir))

@@ -11,6 +11,7 @@ from engine.data.volume import write_volume
 from engine.errors import InputError
 from engine.project import init_project
 from engine.resolve import fill_inputs
+from tests.checkpoint_files import write_checkpoint
 
 
 def test_predict_finds_volumes_by_name_in_every_split(tmp_path: Path) -> None:
@@ -18,8 +19,7 @@ def test_predict_finds_volumes_by_name_in_every_split(tmp_path: Path) -> None:
     raw = np.zeros((8, 8, 8), np.uint8)
     for split, name in (("train", "a"), ("val", "v"), ("test", "t")):
         write_volume(project.split_dir(split) / f"{name}.zarr", raw, None, (8, 8, 8))
-    weights = tmp_path / "w.pt"
-    weights.write_bytes(b"")
+    weights = write_checkpoint(tmp_path / "w.pt", project.path)
     inputs, _ = fill_inputs(
         project, "predict", {"checkpoint": str(weights), "volumes": ["t", "v", "a.zarr"]}
     )

@@ -11,6 +11,7 @@ import pytest
 from engine.errors import InputError
 from engine.rundir import read_spec
 from lsdctl.cli import blockwise
+from tests.checkpoint_files import write_checkpoint
 from tests.conftest import CliCaller, tree
 from tests.engine.test_evaluate import make_segment_run
 
@@ -147,7 +148,8 @@ def test_through_the_daemon(cli: CliCaller, projects: Path, home: Path) -> None:
     # executor from the override. Only run.toml is checked, not how the run goes.
     checkpoints = projects / "p" / "runs" / "train-1" / "checkpoints"
     checkpoints.mkdir(parents=True)
-    (checkpoints / "checkpoint_00000010.pt").write_bytes(b"x")
+    # A real checkpoint: train-1 has no run.toml, so the resolver checks the file.
+    write_checkpoint(checkpoints / "checkpoint_00000010.pt", projects / "p")
     volume = projects / "p" / "test" / "vol.zarr"
     run_id = cli.ok(
         "predict", "--project", "p", "--checkpoint", str(checkpoints / "checkpoint_00000010.pt"),
