@@ -21,7 +21,7 @@ from engine.errors import InputError
 from engine.mask import Mask, digest
 from engine.metrics import score, scores_of
 from engine.region import Region, parse, resolve
-from engine.rundir import RunSpec, write_spec
+from engine.rundir import RunSpec, read_spec, write_spec
 from tests.engine.test_evaluate import make_segment_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -226,3 +226,65 @@ def test_evaluate_run_on_a_region_scores_the_crop(tmp_path: Path) -> None:
     grid = next(e for e in blocks if e["type"] == "blockgrid")
     assert grid["task"] == "evaluate-vol" and grid["total"] >= 1
     assert (run_dir / "counts" / "vol").is_dir()
+
+
+# ---- segment on a region, inside a mask -------------------------------------------------
+
+
+@pytest.mark.slow
+def test_segment_on_a_region_equals_segmenting_the_crop_and_respects_the_mask(
+    tmp_path: Path,
+) -> None:
+    """Blocks never read outside the region, so segmenting a region of a prediction gives
+    exactly the segmentation of the prediction cropped to it (same fragment ids too); with
+    the prediction's mask recorded, no fragment lies outside it and empty blocks skip."""
+    from engine.project import init_project
+    from tests.engine.test_segment import _run, _segment_run, fake_prediction
+
+    project = init_project("seg", "tiny", root=tmp_path / "projects")
+    project.save_config(cfg.with_value(project.load_config(), "segment.thresholds", [0.3, 0.6]))
+    prediction = fake_prediction(tmp_path / "p", (28, 56, 56))
+    affs = zarr.open(str(prediction / "pred_affs"), mode="r")[:]
+    cropped = tmp_path / "c" / "crop.zarr"
+    create_array(cropped, "pred_affs", (3, 28, 28, 42), np.uint8, (8, 8, 8), (0, 224, 112))[:] = (
+        affs[:, :, 28:56, 14:56]
+    )
+    attrs = zarr.open_group(str(prediction), mode="r").attrs.asdict()
+    zarr.open_group(str(cropped), mode="a").attrs.update(attrs)
+    outputs = {}
+    for name, source, roi in (("roi", prediction, "0:28,28:56,14:56vx"), ("crop", cropped, None)):
+        run_dir = _segment_run(project, source, name, block_shape=[14, 14, 14])
+        if roi:
+            spec = read_spec(run_dir)
+            (run_dir / "run.toml").unlink()
+            write_spec(run_dir, spec.model_copy(update={"inputs": {**spec.inputs, "roi": roi}}))
+        done = _run(run_dir)
+        assert done.returncode == 0, done.stderr[-3000:]
+        container = run_dir / "segmentation" / source.name
+        outputs[name] = {
+            d: zarr.open(str(container / d), mode="r")
+            for d in ("fragments", "segmentation_0.30", "segmentation_0.60")
+        }
+    for dataset, array in outputs["roi"].items():
+        assert array.attrs["offset"] == [0, 224, 112] and array.shape == (28, 28, 42)
+        assert np.array_equal(array[:], outputs["crop"][dataset][:]), dataset
+
+    # A mask recorded by predict: one of the tissue's voxels per x half of the volume.
+    tissue = np.zeros((28, 56, 56), np.uint8)
+    tissue[:14, :, :20] = 1
+    volume = Path(attrs["source_volume"])
+    create_array(volume, "tissue", tissue.shape, np.uint8, (8, 8, 8), (0, 0, 0))[:] = tissue
+    zarr.open_group(str(prediction), mode="a").attrs["mask"] = {
+        "volume": str(volume),
+        "array": "tissue",
+        "sha256": digest(volume, "tissue"),
+    }
+    run_dir = _segment_run(project, prediction, "masked", block_shape=[14, 14, 14])
+    done = _run(run_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    fragments = zarr.open(str(run_dir / "segmentation" / prediction.name / "fragments"))[:]
+    assert not fragments[tissue == 0].any() and fragments[tissue > 0].all()
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    statuses = [e["status"] for e in events if e["type"] == "block" and e["status"] != "running"]
+    # 2x4x4 blocks a stage; the tissue touches z block 0, x blocks 0 and 1: 8 of 32.
+    assert statuses.count("skipped") == 3 * 24 and statuses.count("done") == 3 * 8
