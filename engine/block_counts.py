@@ -116,8 +116,8 @@ def plan_counts(
     all_masks = [*masks]
     if (source / MASK).is_dir() and (source, MASK) not in all_masks:
         all_masks.insert(0, (source, MASK))
-    for volume, array in all_masks:
-        Mask(volume, array, voxel)  # refused now if unusable
+    for volume, mask_name in all_masks:
+        Mask(volume, mask_name, voxel)  # refused now if unusable
     grid = Grid(
         offset=tuple(lo),
         extent=tuple(h - low for low, h in zip(lo, hi)),
@@ -161,7 +161,7 @@ class Counter:
             return SKIPPED
         kept = truth[keep]
         del truth
-        tables: dict[str, np.ndarray] = {}
+        tables: dict[str, Any] = {}
         for name, array in self.arrays.items():
             table = count_pairs(kept, array.read(start, shape)[keep])
             tables.update({f"{name}/gt": table.gt, f"{name}/seg": table.seg})

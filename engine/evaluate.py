@@ -50,7 +50,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import signal
 import sys
 import tempfile
@@ -88,7 +87,8 @@ logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3
 METRICS_FILE, PLOT_FILE = lineage.METRICS_FILE, lineage.PLOT_FILE
-SEGMENTATION = re.compile(r"segmentation_(\d+(?:\.\d+)?)")
+# A light home (lineage), so the frontend lists segmentations without this module.
+segmentation_datasets = lineage.segmentation_datasets
 # The segment run's fragments, before agglomeration: a baseline.
 FRAGMENTS = "fragments"
 
@@ -329,16 +329,6 @@ def chosen_on_validation(targets: Sequence[Target]) -> tuple[dict[str, Any] | No
 
 def _row_at(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any] | None:
     return next((dict(r) for r in rows if round(r["threshold"], 6) == round(threshold, 6)), None)
-
-
-def segmentation_datasets(container: Path) -> list[tuple[float, str]]:
-    """(threshold, dataset name) of each `segmentation_<t>` array in `container`, ascending."""
-    found = []
-    for child in container.iterdir():
-        match = SEGMENTATION.fullmatch(child.name)
-        if match and (child / ".zarray").is_file():
-            found.append((float(match.group(1)), child.name))
-    return sorted(found)
 
 
 def plan_target(
