@@ -44,6 +44,7 @@ from engine import config as cfg  # noqa: E402
 from engine.data.volume import create_array  # noqa: E402
 from engine.project import init_project  # noqa: E402
 from engine.rundir import Resources, RunSpec, write_spec  # noqa: E402
+from engine.synth import affinities_from_labels  # noqa: E402
 
 SMALL = (32, 256, 256)
 LARGE = (64, 512, 512)  # 8x the voxels of SMALL
@@ -117,19 +118,12 @@ def _coarse_labels(start: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return label
 
 
-def _affinities(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """uint8 affinities (3, ...) of `labels` without its first plane on each axis (the
-    halo): high inside a cell, low across a boundary, with noise."""
-    core = labels[1:, 1:, 1:]
-    affs = np.stack(
-        [
-            core == labels[:-1, 1:, 1:],
-            core == labels[1:, :-1, 1:],
-            core == labels[1:, 1:, :-1],
-        ]
-    ).astype(np.float32)
-    affs = 0.1 + 0.8 * affs + rng.normal(0, 0.08, affs.shape).astype(np.float32)
-    return np.rint(np.clip(affs, 0, 1) * 255).astype(np.uint8)
+def _affinities(labels: np.ndarray, seed: int) -> np.ndarray:
+    """uint8 affinities (3, ...) of `labels` without its one-voxel halo on every side,
+    as engine.synth makes them (a boundary two voxels wide, noise): the halo makes each
+    chunk see the label edges on its faces as the whole volume would."""
+    affs = affinities_from_labels(labels, seed=seed)[:, 1:-1, 1:-1, 1:-1]
+    return np.rint(affs * 255).astype(np.uint8)
 
 
 def make_data(root: Path, shape: tuple[int, ...], block: tuple[int, ...]) -> Path:
@@ -140,14 +134,13 @@ def make_data(root: Path, shape: tuple[int, ...], block: tuple[int, ...]) -> Pat
     affs = create_array(
         prediction, "pred_affs", (3, *shape), np.uint8, VOXEL, [0, 0, 0], chunks=(3, *block)
     )
-    rng = np.random.default_rng(0)
     for corner in np.ndindex(*[-(-s // b) for s, b in zip(shape, block)]):
         start = np.array(corner) * block
         size = tuple(int(min(b, s - a)) for a, b, s in zip(start, block, shape))
-        halo = _labels(start - 1, tuple(n + 1 for n in size))
+        halo = _labels(start - 1, tuple(n + 2 for n in size))
         where = tuple(slice(a, a + n) for a, n in zip(start, size))
-        labels[where] = halo[1:, 1:, 1:]
-        affs[(slice(None), *where)] = _affinities(halo, rng)
+        labels[where] = halo[1:-1, 1:-1, 1:-1]
+        affs[(slice(None), *where)] = _affinities(halo, seed=hash(corner) % 2**31)
     zarr.open_group(str(prediction), mode="a").attrs.update(
         {"source_volume": str(volume), "neighborhood": [[-1, 0, 0], [0, -1, 0], [0, 0, -1]]}
     )
