@@ -197,6 +197,8 @@ class BlockMap(Widget, can_focus=True):
         )
         text.append(task.task + more, style=style("block-map--title"))
         for state in STATES:
+            if state == "skipped" and not task.counts.get(state):
+                continue  # only masked runs skip blocks: no legend entry for the others
             text.append(f"  {_GLYPHS[state]} ", style=style(f"block-map--{state}"))
             text.append(f"{state} {task.counts.get(state, 0)}", style=style("block-map--label"))
         cell = 2 if nx * 2 <= max(width, 1) else 1
