@@ -243,7 +243,21 @@ def test_tracking_lives_with_the_output(trained: Project) -> None:
     assert (run_dir / "predictions" / "small.zarr" / TRACKING).is_dir()
 
 
-SLURM = ROOT.parent / "shared" / "tools" / "slurm" / "start.sh"
+# Beside the checkout (../shared), or beside the folder of worktrees (../../shared).
+SLURM = (
+    next(
+        (
+            p
+            for p in (ROOT.parent, ROOT.parent.parent)
+            if (p / "shared/tools/slurm/start.sh").is_file()
+        ),
+        ROOT.parent,
+    )
+    / "shared"
+    / "tools"
+    / "slurm"
+    / "start.sh"
+)
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ from engine.metrics import score, scores_of
 from engine.region import Region, parse, resolve
 from engine.rundir import RunSpec, read_spec, write_spec
 from tests.engine.test_evaluate import make_segment_run
+from tests.engine.test_predict import slurm  # noqa: F401  (the Slurm cluster fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -288,3 +289,60 @@ def test_segment_on_a_region_equals_segmenting_the_crop_and_respects_the_mask(
     statuses = [e["status"] for e in events if e["type"] == "block" and e["status"] != "running"]
     # 2x4x4 blocks a stage; the tissue touches z block 0, x blocks 0 and 1: 8 of 32.
     assert statuses.count("skipped") == 3 * 24 and statuses.count("done") == 3 * 8
+
+
+# ---- segment and evaluate workers on a real Slurm cluster ------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("slurm")
+def test_slurm_workers_segment_and_evaluate_the_same(tmp_path: Path) -> None:
+    """Segment and evaluate with their workers as Slurm jobs (the test cluster of
+    tests/engine/test_predict.py) give what local workers give."""
+    from engine.project import init_project
+    from engine.rundir import Resources
+    from tests.engine.test_segment import _run, _segment_run, fake_prediction
+
+    project = init_project("seg", "tiny", root=tmp_path / "projects")
+    project.save_config(cfg.with_value(project.load_config(), "segment.thresholds", [0.5]))
+    prediction = fake_prediction(tmp_path / "p", (28, 56, 56))
+    results = {}
+    for executor in ("local", "slurm"):
+        run_dir = _segment_run(project, prediction, f"seg-{executor}", block_shape=[28, 28, 28])
+        spec = read_spec(run_dir)
+        (run_dir / "run.toml").unlink()
+        resources = Resources(workers=2, executor=executor)
+        write_spec(run_dir, spec.model_copy(update={"resources": resources}))
+        done = _run(run_dir)
+        assert done.returncode == 0, done.stderr[-3000:]
+        # The segment run, finished, is what evaluate scores (lineage reads its result).
+        evaluate_dir = project.runs_dir / f"evaluate-{executor}"
+        write_spec(
+            evaluate_dir,
+            RunSpec(
+                id=f"evaluate-{executor}",
+                kind="evaluate",
+                project=str(project.path),
+                config=spec.config,
+                inputs={"segment_run": str(run_dir)},
+                resources=resources,
+            ),
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "engine.evaluate", str(evaluate_dir)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        container = run_dir / "segmentation" / prediction.name
+        results[executor] = (
+            zarr.open(str(container / "segmentation_0.50"), mode="r")[:],
+            json.loads((evaluate_dir / "metrics.json").read_text())["per_threshold"],
+        )
+        if executor == "slurm":
+            for folder in (run_dir, evaluate_dir):
+                assert list((folder / "workers").glob("*.cluster-*.log")), "Slurm jobs ran"
+    assert np.array_equal(results["local"][0], results["slurm"][0])
+    assert results["local"][1] == results["slurm"][1]
