@@ -161,7 +161,7 @@ def fill_inputs(
     if kind == "train":
         return _train_inputs(project, inputs, config or project.load_config()), []
     if kind == "predict":
-        return _predict_inputs(project, inputs)
+        return _predict_inputs(project, inputs, config or project.load_config())
     if kind == "segment":
         return _segment_inputs(project, inputs)
     return _evaluate_inputs(project, inputs), []
@@ -188,7 +188,9 @@ def _train_inputs(
     return inputs
 
 
-def _predict_inputs(project: Project, inputs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def _predict_inputs(
+    project: Project, inputs: dict[str, Any], config: cfg.ProjectConfig
+) -> tuple[dict[str, Any], list[str]]:
     spec = inputs.get("checkpoint")
     if spec is not None and not isinstance(spec, str):
         raise InputError("checkpoint must be RUN_ID, RUN_ID:ITERATION or the path of a .pt file")
@@ -215,15 +217,17 @@ def _predict_inputs(project: Project, inputs: dict[str, Any]) -> tuple[dict[str,
     filled.update(volumes=[str(v) for v in volumes], overwrite=overwrite)
     filled.update(_region_inputs(inputs, [v / "raw" for v in volumes]))
     mask = inputs.get("mask")
-    if mask is not None:
-        if not isinstance(mask, str) or not mask:
-            raise InputError("mask must name an array of the volumes, e.g. labels_mask")
-        for volume in volumes:
-            if not (volume / mask / ".zarray").is_file():
-                raise InputError(
-                    f"volume {volume.name} has no mask array {mask!r}: import one with "
-                    "`lsdctl data import FILE --mask MASKFILE`, or name an existing array"
-                )
+    if mask is not None and (not isinstance(mask, str) or not mask):
+        raise InputError("mask must name an array of the volumes, e.g. labels_mask")
+    for volume in volumes if mask or config.predict.mask else []:
+        name = mask or config.predict.mask
+        if not (volume / name / ".zarray").is_file():
+            where = "--mask" if mask else "predict.mask"
+            raise InputError(
+                f"volume {volume.name} has no mask array {name!r} ({where}): import one with "
+                "`lsdctl data import FILE --mask MASKFILE`, or name an existing array"
+            )
+    if mask:
         filled["mask"] = mask
     return filled, [choice.note] if choice.note else []
 

@@ -466,6 +466,13 @@ class AgglomerateWorker(_Worker):
 
 
 class RelabelWorker(_Worker):
+    """Writes every threshold's segmentation of a block through its lookup table.
+
+    The tables are memory-mapped and only the rows of the block's own fragments are
+    read (a block's window holds only fragments it made, and their ids encode the
+    block): a worker's memory is set by the block, not by the volume's fragment count.
+    """
+
     def __init__(self, config: ProjectConfig, plan: SegmentPlan) -> None:
         import zarr
 
@@ -473,8 +480,7 @@ class RelabelWorker(_Worker):
         self.tables = {}
         self.outputs = {}
         for threshold in self.config.segment.thresholds:
-            with np.load(self.plan.output / LUTS / f"{dataset_name(threshold)}.npz") as lut:
-                self.tables[threshold] = (lut["fragments"], lut["segments"])
+            self.tables[threshold] = read_lut(self.plan.output, threshold)
             self.outputs[threshold] = zarr.open(
                 str(self.plan.output / dataset_name(threshold)), mode="r+"
             )
@@ -486,7 +492,12 @@ class RelabelWorker(_Worker):
             return SKIPPED
         start, shape = self._window(write_start, context=False)
         fragments = self._read(self.fragments, start, shape).astype(np.uint64)
-        for threshold, table in self.tables.items():
+        index, size = self.plan.grid.index(write_start), self.plan.block_voxels
+        first, last = np.uint64(index * size + 1), np.uint64((index + 1) * size)
+        for threshold, (keys, values) in self.tables.items():
+            lo = int(np.searchsorted(keys, first))
+            hi = int(np.searchsorted(keys, last, side="right"))
+            table = (np.asarray(keys[lo:hi]), np.asarray(values[lo:hi]))
             write_window(
                 self.outputs[threshold],
                 self.plan.voxel_size,
@@ -526,6 +537,15 @@ def segment_every_block(config: ProjectConfig, plan: SegmentPlan) -> dict[float,
     return counts
 
 
+def read_lut(output: Path, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(fragment ids ascending, segment ids) of a threshold, memory-mapped."""
+    folder = output / LUTS
+    return tuple(  # type: ignore[return-value]
+        np.load(folder / f"{dataset_name(threshold)}.{c}.npy", mmap_mode="r")
+        for c in ("fragments", "segments")
+    )
+
+
 def write_luts(plan: SegmentPlan, thresholds: Sequence[float]) -> dict[float, int]:
     """Connected components of the RAG per threshold, saved for the relabel workers.
 
@@ -541,10 +561,12 @@ def write_luts(plan: SegmentPlan, thresholds: Sequence[float]) -> dict[float, in
     counts = {}
     for threshold in thresholds:
         fragments, segments = segment_lut(edges.u, edges.v, edges.merge_score, nodes.ids, threshold)
-        path = folder / f"{dataset_name(threshold)}.npz"
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, fragments=fragments, segments=segments)
-        tmp.replace(path)
+        order = np.argsort(fragments, kind="stable")  # sorted already; relabel relies on it
+        for column, values in (("fragments", fragments[order]), ("segments", segments[order])):
+            path = folder / f"{dataset_name(threshold)}.{column}.npy"
+            tmp = path.with_name(f".{path.name}.tmp.npy")
+            np.save(tmp, values)
+            tmp.replace(path)
         counts[threshold] = int(np.unique(segments).size)
     logger.info(
         "%s: RAG with %d fragments, %d edges; segments per threshold %s",
