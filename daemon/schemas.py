@@ -191,10 +191,15 @@ class BlockState(_Wire):
 
     index: int = Field(description="Row-major index over the task's grid.")
     grid: list[int] = Field(description="Position in the grid, z first.")
-    status: str = Field(description="running, done or failed (the latest event).")
+    status: str = Field(
+        description="running, done, skipped (no masked voxel: nothing computed) or failed "
+        "(the latest event)."
+    )
     worker: str | None
     t: float | None = Field(description="Unix time of the latest event.")
-    seconds: float | None = Field(None, description="How long the block took (done only).")
+    seconds: float | None = Field(
+        None, description="How long the block took (done or skipped only)."
+    )
     error: str | None = Field(None, description="The traceback of its last failure.")
 
 

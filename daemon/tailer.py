@@ -149,7 +149,7 @@ class Tailer:
         row.t = _float(event.get("t"))
         if status == "failed":
             row.error = str(event.get("error") or "")[-4000:]
-        elif status == "done":
+        elif status in ("done", "skipped"):
             # A retried block that succeeded has no error any more.
             row.error, row.seconds = None, _float(event.get("seconds"))
         session.add(row)

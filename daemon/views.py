@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 _CHECKPOINT = re.compile(r"checkpoint_(\d+)\.pt")
 # The engine names the best validation's checkpoint here (kept through rotation).
 _BEST = "best.json"
-_STATUSES = ("pending", "running", "done", "failed")
+_STATUSES = ("pending", "running", "done", "skipped", "failed")
 
 
 def when(t: float | None) -> datetime | None:

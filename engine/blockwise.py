@@ -53,6 +53,9 @@ BLOCKS_DIR = "blocks"
 WORKERS_DIR = "workers"
 # Progress events at most this often: daisy reports every block change.
 _PROGRESS_EVERY_S = 0.5
+# What a block processor returns for a block it had nothing to do for (outside the mask):
+# the block counts as finished, and its event says "skipped" rather than "done".
+SKIPPED = "skipped"
 
 
 class BlockFailed(EngineError):
@@ -60,9 +63,10 @@ class BlockFailed(EngineError):
 
 
 class BlockProcessor(Protocol):
-    """What a worker runs: built once per worker, then called once per block."""
+    """What a worker runs: built once per worker, then called once per block; returns
+    SKIPPED for a block it left alone on purpose (outside the mask), else None."""
 
-    def __call__(self, block: Any) -> None: ...
+    def __call__(self, block: Any) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,8 @@ class Outcome:
     failed: int
     seconds: float
     error: str | None = None
+    masked: int = 0
+    """Blocks finished without work: the processor skipped them (outside the mask)."""
 
     @property
     def ok(self) -> bool:
@@ -204,7 +210,7 @@ def serve(run_dir: Path, task_id: str, target: str) -> None:
             log.write(type="block", task=task_id, offset=offset, status="running")
             start = time.monotonic()
             try:
-                process(block)
+                result = process(block)
             except Exception:
                 # Caught here, not in daisy: a raising block would otherwise end the
                 # worker, and with it the loaded model. daisy retries the block.
@@ -218,7 +224,7 @@ def serve(run_dir: Path, task_id: str, target: str) -> None:
                 type="block",
                 task=task_id,
                 offset=offset,
-                status="done",
+                status=SKIPPED if result == SKIPPED else "done",
                 seconds=round(time.monotonic() - start, 3),
             )
     log.write(type="worker", status="finished", task=task_id, blocks=served)
@@ -389,6 +395,7 @@ class _Relay:
         self.lock = threading.Lock()
         self.offsets: dict[Path, int] = {}
         self.failures: dict[tuple[str, tuple[int, ...]], str] = {}
+        self.masked: set[tuple[str, tuple[int, ...]]] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="block-relay", daemon=True)
         self._last_progress = 0.0
@@ -440,9 +447,11 @@ class _Relay:
             if status == "failed":
                 self.failures[(task, offset)] = str(event.get("error", ""))
                 fields["error"] = self.failures[(task, offset)][-4000:]
-            elif status == "done":
+            elif status in ("done", SKIPPED):
                 self.failures.pop((task, offset), None)
                 fields["seconds"] = event.get("seconds")
+                if status == SKIPPED:
+                    self.masked.add((task, offset))
             self.events.emit("block", **fields)
 
     # daisy's observer protocol
@@ -665,6 +674,7 @@ def run_stages(
         skipped=sum(int(s.skipped_count) for s in mine),
         failed=sum(int(s.failed_count) + int(s.orphaned_count) for s in mine),
         seconds=seconds,
+        masked=len(relay.masked),
     )
     abandoned = [s for s in mine if s.abandoned]
     if abandoned:

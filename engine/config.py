@@ -337,6 +337,12 @@ class PredictConfig(_Section):
     partition: str = Field("", description="Slurm partition or LSF queue (empty: the default).")
     time_limit: str = Field("", description="Wall-time limit per cluster worker, e.g. '02:00:00'.")
     account: str = Field("", description="Cluster account or project to charge.")
+    mask: str = Field(
+        "",
+        description="Mask array of each volume (e.g. labels_mask; uint8, non-zero = keep): "
+        "blocks without a masked voxel are skipped, segment and evaluate stay inside it "
+        "(empty: no mask).",
+    )
 
 
 class SegmentConfig(_Section):

@@ -50,9 +50,9 @@ import argparse
 import json
 import logging
 import os
-import re
 import signal
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -61,15 +61,25 @@ from types import FrameType
 from typing import Any
 
 import numpy as np
-from funlib.geometry import Coordinate, Roi
 
 from engine import lineage
+from engine.block_counts import (
+    COUNTS_DIR,
+    TRACKING,
+    CountPlan,
+    count_every_block,
+    merged,
+    plan_counts,
+)
+from engine.blockwise import Interrupted as BlocksInterrupted
+from engine.blockwise import exit_process, request_stop, run_task, scheduling
 from engine.config import write_atomic
-from engine.data.volume import LABELS, MASK
+from engine.contingency import Table, marginals
 from engine.entry import configure_logging, missing_run_dir
-from engine.errors import InputError
+from engine.errors import EngineError, InputError
 from engine.events import EventWriter
-from engine.metrics import score
+from engine.mask import recorded
+from engine.metrics import Scores, scores_of
 from engine.rundir import EVENTS_FILE, RunSpec, read_spec
 from engine.validation import VALIDATION_ATTR
 
@@ -77,7 +87,8 @@ logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3
 METRICS_FILE, PLOT_FILE = lineage.METRICS_FILE, lineage.PLOT_FILE
-SEGMENTATION = re.compile(r"segmentation_(\d+(?:\.\d+)?)")
+# A light home (lineage), so the frontend lists segmentations without this module.
+segmentation_datasets = lineage.segmentation_datasets
 # The segment run's fragments, before agglomeration: a baseline.
 FRAGMENTS = "fragments"
 
@@ -92,6 +103,7 @@ class _StopFlag:
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.signal = signum
+        request_stop()  # ends the blockwise count in progress, if any
 
     def check(self) -> None:
         if self.signal is not None:
@@ -118,8 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         events.emit("error", durable=True, message=str(exc))
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_BAD_INPUT
-    except Interrupted as exc:
-        logger.info("%s; nothing written", exc)
+    except (Interrupted, BlocksInterrupted) as exc:
+        events.emit("interrupted", durable=True, message="stopped by a signal; resumable")
+        logger.info("%s; counted blocks are kept, metrics.json not written", exc)
         return EXIT_INTERRUPTED
     except Exception as exc:
         events.emit("error", durable=True, message=f"{type(exc).__name__}: {exc}")
@@ -152,41 +165,47 @@ class Evaluation:
         self.stop = stop
 
     def _targets(self) -> list[Target]:
-        if self.spec.kind != "evaluate":
-            raise InputError(f"{self.run_dir} is a {self.spec.kind} run, not an evaluate run")
-        segment_run = self.spec.inputs.get("segment_run")
-        if not segment_run:
-            raise InputError("run.toml names no segment_run to evaluate")
-        segment_dir = Path(str(segment_run))
-        if not segment_dir.is_dir():
-            raise InputError(f"segment run {segment_dir} does not exist")
-        containers = lineage.run_outputs(segment_dir, "segmentation")
-        if not containers:
-            raise InputError(f"segment run {segment_dir.name} has no segmentations to evaluate")
-        # Every input is checked before any scoring: a bad last volume fails in seconds.
-        targets = []
-        for container in containers:
-            source = lineage.ground_truth_of(container)
-            thresholds = segmentation_datasets(container)
-            if not thresholds:
-                raise InputError(f"{container} has no segmentation_<threshold> datasets")
-            targets.append(Target(container.stem, container, source, thresholds))
-        return targets
+        return targets_of(self.run_dir, self.spec)
 
     def run(self) -> int:
         targets = self._targets()
-        total = sum(len(t.thresholds) for t in targets)
+        plans = count_plans(self.run_dir, self.spec, targets)
+        config, resources = self.spec.config, self.spec.resources
+        executor = resources.executor if resources.executor != "local" else config.predict.executor
+        common: dict[str, Any] = {
+            "run_dir": self.run_dir,
+            "events": self.events,
+            "workers": max(1, resources.workers),
+            # CPU work: cluster jobs ask for no GPU, but get predict's queue, time, account.
+            **scheduling(config, executor, gpu=False),
+        }
+        total = sum(p.grid.num_blocks for p in plans)
         done = 0
-        self.events.emit("progress", done=done, total=total)
         volumes: dict[str, dict[str, Any]] = {}
-        for target in targets:
+        for target, plan in zip(targets, plans):
+            self.stop.check()
+            outcome = run_task(
+                task_id=plan.task_id,
+                grid=plan.grid,
+                target="engine.block_counts:counter",
+                tracking_dir=plan.folder / TRACKING,
+                progress=(done, total),
+                **common,
+            )
+            if not outcome.ok:
+                raise EngineError(f"{target.name}: {outcome.error}")
+            done += outcome.total
+            logger.info(
+                "%s: %d blocks counted (%d without scored voxels) in %.1f s",
+                target.name,
+                outcome.total,
+                outcome.masked,
+                outcome.seconds,
+            )
+            volumes[target.name] = volume_scores(target, plan)
+        return self.finish(targets, volumes)
 
-            def tick() -> None:
-                nonlocal done
-                done += 1
-                self.events.emit("progress", done=done, total=total)
-
-            volumes[target.name] = score_volume(target, self.stop.check, tick)
+    def finish(self, targets: list[Target], volumes: dict[str, dict[str, Any]]) -> int:
         per_threshold = combine(volumes)
         if not per_threshold:
             raise InputError("the segmentations share no threshold: nothing to compare")
@@ -250,6 +269,42 @@ class Evaluation:
         return EXIT_OK
 
 
+def count_plans(
+    run_dir: Path, spec: RunSpec, targets: Sequence[Target] | None = None
+) -> list[CountPlan]:
+    """The blockwise counts of an evaluate run, one per segmentation (workers rebuild them
+    from run.toml). Every input is checked here, before any block is counted."""
+    roi = spec.inputs.get("roi")
+    return [
+        plan_target(t, run_dir / COUNTS_DIR / t.name, roi=str(roi) if roi else None)
+        for t in (targets if targets is not None else targets_of(run_dir, spec))
+    ]
+
+
+def targets_of(run_dir: Path, spec: RunSpec) -> list[Target]:
+    """The segmentations an evaluate run scores, with their labels and thresholds."""
+    if spec.kind != "evaluate":
+        raise InputError(f"{run_dir} is a {spec.kind} run, not an evaluate run")
+    segment_run = spec.inputs.get("segment_run")
+    if not segment_run:
+        raise InputError("run.toml names no segment_run to evaluate")
+    segment_dir = Path(str(segment_run))
+    if not segment_dir.is_dir():
+        raise InputError(f"segment run {segment_dir} does not exist")
+    containers = lineage.run_outputs(segment_dir, "segmentation")
+    if not containers:
+        raise InputError(f"segment run {segment_dir.name} has no segmentations to evaluate")
+    # Every input is checked before any scoring: a bad last volume fails in seconds.
+    targets = []
+    for container in containers:
+        source = lineage.ground_truth_of(container)
+        thresholds = segmentation_datasets(container)
+        if not thresholds:
+            raise InputError(f"{container} has no segmentation_<threshold> datasets")
+        targets.append(Target(container.stem, container, source, thresholds))
+    return targets
+
+
 def chosen_on_validation(targets: Sequence[Target]) -> tuple[dict[str, Any] | None, str | None]:
     """The validation choice every segmentation carries, or (None, why not).
 
@@ -276,109 +331,48 @@ def _row_at(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any] | No
     return next((dict(r) for r in rows if round(r["threshold"], 6) == round(threshold, 6)), None)
 
 
-def segmentation_datasets(container: Path) -> list[tuple[float, str]]:
-    """(threshold, dataset name) of each `segmentation_<t>` array in `container`, ascending."""
-    found = []
-    for child in container.iterdir():
-        match = SEGMENTATION.fullmatch(child.name)
-        if match and (child / ".zarray").is_file():
-            found.append((float(match.group(1)), child.name))
-    return sorted(found)
-
-
-@dataclass(frozen=True)
-class _Grid:
-    """A zarr array with its place in the world (nm), from funlib's metadata attributes."""
-
-    array: Any
-    roi: Roi
-    voxel_size: Coordinate
-
-    def read(self, roi: Roi) -> np.ndarray:
-        """The voxels of `roi`; 0 where `roi` reaches beyond the array."""
-        out = np.zeros(tuple(roi.shape / self.voxel_size), dtype=self.array.dtype)
-        inside = roi.intersect(self.roi)
-        if not inside.empty:
-            source = (inside - self.roi.offset) / self.voxel_size
-            target = (inside - roi.offset) / self.voxel_size
-            out[target.to_slices()] = self.array[source.to_slices()]
-        return out
-
-
-def _open(container: Path, name: str) -> _Grid:
-    """`container/name` read through zarr and funlib.persistence's attributes.
-
-    Not funlib's open_ds: it imports dask, two seconds of every evaluation's start, and
-    scoring needs no more than the voxel size and offset.
-    """
+def plan_target(
+    target: Target, folder: Path, block: Sequence[int] | None = None, roi: str | None = None
+) -> CountPlan:
+    """The blockwise count of one segmentation: every threshold and, as a baseline, its
+    fragments; scored where its labels are non-zero, inside `labels_mask` and the mask its
+    prediction was made with, within `roi`. `block` (voxels) defaults to the chunks of the
+    segmentation (the segment run's write blocks)."""
     import zarr
 
-    array = zarr.open_array(str(container / name), mode="r")
-    attrs = array.attrs.asdict()
-    voxel_size = attrs.get("voxel_size") or attrs.get("resolution")
-    dims = len(voxel_size) if voxel_size else array.ndim
-    voxel = Coordinate(voxel_size or (1,) * dims)
-    offset = Coordinate(attrs.get("offset") or (0,) * dims)
-    shape = Coordinate(array.shape[-dims:])
-    return _Grid(array, Roi(offset, shape * voxel), voxel)
+    datasets = [name for _, name in target.thresholds]
+    if (target.segmentation / FRAGMENTS).is_dir():
+        datasets.append(FRAGMENTS)
+    attrs = zarr.open_group(str(target.segmentation), mode="r").attrs.asdict()
+    found = recorded(attrs)
+    if block is None:
+        block = zarr.open_array(str(target.segmentation / datasets[0]), mode="r").chunks
+    return plan_counts(
+        target.name,
+        target.segmentation,
+        target.source,
+        datasets,
+        block,
+        folder,
+        roi,
+        masks=[found] if found else [],
+    )
 
 
-def score_volume(
-    target: Target,
-    check_stop: Callable[[], None] | None = None,
-    tick: Callable[[], None] | None = None,
-) -> dict[str, Any]:
-    """Scores of each threshold of one segmentation, on its overlap with the labels.
-
-    `check_stop` is called before each threshold (it raises to stop), `tick` after.
-    """
-    labels = _open(target.source, LABELS)
-    segmentations = [(t, name, _open(target.segmentation, name)) for t, name in target.thresholds]
-    roi = labels.roi
-    for _, name, grid in segmentations:
-        if grid.voxel_size != labels.voxel_size:
-            raise InputError(
-                f"{target.segmentation / name} has voxel size {list(grid.voxel_size)}, its "
-                f"labels {list(labels.voxel_size)}: they cannot be compared voxel by voxel"
-            )
-        shift = grid.roi.offset - labels.roi.offset
-        if any(d % v for d, v in zip(shift, labels.voxel_size)):
-            raise InputError(
-                f"{target.segmentation / name} (offset {list(grid.roi.offset)}) is not on the "
-                f"voxel grid of its labels (offset {list(labels.roi.offset)})"
-            )
-        roi = roi.intersect(grid.roi)
-    if roi.empty:
-        raise InputError(f"{target.segmentation} does not overlap the labels of {target.source}")
-    ground_truth = labels.read(roi)
-    keep = ground_truth != 0
-    if (target.source / MASK).is_dir():
-        # Voxels outside the mask's own ROI count as masked out.
-        keep &= _open(target.source, MASK).read(roi) > 0
-    voxels = int(keep.sum())
+def volume_scores(target: Target, plan: CountPlan) -> dict[str, Any]:
+    """Scores of each threshold of one segmentation from its merged block tables."""
+    tables = merged(plan)
+    first = tables[target.thresholds[0][1]]
+    voxels = first.voxels
     if voxels == 0:
         raise InputError(
             f"the labels of {target.source} are all background (or masked out) where "
             f"{target.segmentation} lies: nothing to score"
         )
-    # Drop ignored voxels once, not once per threshold.
-    kept_truth = ground_truth[keep]
-    del ground_truth
     rows = []
-    for threshold, name, grid in segmentations:
-        if check_stop is not None:
-            check_stop()
-        scores = score(grid.read(roi)[keep], kept_truth, ignore_gt=())
-        rows.append(
-            {
-                "threshold": threshold,
-                "dataset": name,
-                "voi_split": scores.voi_split,
-                "voi_merge": scores.voi_merge,
-                "voi": scores.voi,
-                "arand": scores.arand,
-            }
-        )
+    for threshold, name in target.thresholds:
+        scores = scores_of(tables[name])
+        rows.append({"threshold": threshold, "dataset": name, **_row(scores)})
         logger.info(
             "%s %s: voi_split %.4f, voi_merge %.4f, arand %.4f",
             target.name,
@@ -387,37 +381,57 @@ def score_volume(
             scores.voi_merge,
             scores.arand,
         )
-        if tick is not None:
-            tick()
+    # Everything one segment: each label's voxels all in segment 1.
+    gt_sizes, _ = marginals(first)
+    baselines = {
+        "one_segment": _row(
+            scores_of(Table(np.unique(first.gt), np.ones(gt_sizes.size, np.uint64), gt_sizes))
+        )
+    }
+    if FRAGMENTS in tables:
+        baselines["fragments"] = _row(scores_of(tables[FRAGMENTS]))
+    region = plan.region
     return {
-        "baselines": _baselines(target, roi, keep, kept_truth),
+        "baselines": baselines,
         "segmentation": str(target.segmentation),
         "source_volume": str(target.source),
-        "roi": {"offset": list(roi.offset), "shape": list(roi.shape)},
+        "roi": {"offset": list(region.offset), "shape": list(region.shape)},
         "voxels": voxels,
         "per_threshold": rows,
         "oracle": best_of(rows),
     }
 
 
-def _baselines(
-    target: Target, roi: Roi, keep: np.ndarray, truth: np.ndarray
-) -> dict[str, dict[str, float]]:
-    """What a model has to beat, on the same voxels: everything one segment, and the
-    segment run's fragments without any agglomeration (when it kept them)."""
-    candidates = {"one_segment": np.ones(truth.shape, dtype=np.uint64)}
-    if (target.segmentation / FRAGMENTS).is_dir():
-        candidates["fragments"] = _open(target.segmentation, FRAGMENTS).read(roi)[keep]
-    found = {}
-    for name, segmentation in candidates.items():
-        scores = score(segmentation, truth, ignore_gt=())
-        found[name] = {
-            "voi_split": scores.voi_split,
-            "voi_merge": scores.voi_merge,
-            "voi": scores.voi,
-            "arand": scores.arand,
-        }
-    return found
+def _row(scores: Scores) -> dict[str, float]:
+    return {
+        "voi_split": scores.voi_split,
+        "voi_merge": scores.voi_merge,
+        "voi": scores.voi,
+        "arand": scores.arand,
+    }
+
+
+def score_volume(
+    target: Target,
+    check_stop: Callable[[], None] | None = None,
+    tick: Callable[[], None] | None = None,
+    block: Sequence[int] | None = None,
+    roi: str | None = None,
+) -> dict[str, Any]:
+    """Scores of each threshold of one segmentation, counted block by block in this
+    process (validation during training): the same counts an evaluate run's workers make.
+
+    `check_stop` is called before counting (it raises to stop), `tick` once at the end.
+    """
+    if check_stop is not None:
+        check_stop()
+    with tempfile.TemporaryDirectory(prefix="lsdctl-counts-") as folder:
+        plan = plan_target(target, Path(folder), block, roi)
+        count_every_block(plan)
+        result = volume_scores(target, plan)
+    if tick is not None:
+        tick()
+    return result
 
 
 def combine_baselines(volumes: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -505,4 +519,4 @@ def plot_scores(
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

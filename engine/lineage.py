@@ -39,6 +39,7 @@ _MAKE = {
 }
 # What an evaluate run writes (engine.evaluate), read back by the CLI.
 METRICS_FILE = "metrics.json"
+_SEGMENTATION = re.compile(r"segmentation_(\d+(?:\.\d+)?)")
 PLOT_FILE = "scores.png"
 # At most this many run ids in one message.
 _NAMED = 5
@@ -506,3 +507,13 @@ def resolve_parent(project_path: Path, kind_wanted: str, spec: str | None) -> Ru
             f"{kind_wanted} run {record.id} has not succeeded ({record.status}{why}){pick}"
         )
     return record
+
+
+def segmentation_datasets(container: Path) -> list[tuple[float, str]]:
+    """(threshold, dataset name) of each `segmentation_<t>` array in `container`, ascending."""
+    found = []
+    for child in container.iterdir():
+        match = _SEGMENTATION.fullmatch(child.name)
+        if match and (child / ".zarray").is_file():
+            found.append((float(match.group(1)), child.name))
+    return sorted(found)

@@ -9,9 +9,10 @@ Conventions follow scikit-image (``skimage.metrics``) and CREMI / the LSD paper:
 - the adapted Rand error is ``1 - F`` with precision and recall weighted equally, counting
   pairs of distinct voxels, as ``skimage.metrics.adapted_rand_error``.
 
-Everything is computed from one sparse contingency table of (ground truth, segmentation)
-ids, relabelled to dense indices first, so ids of any size (uint64 above 2**32 included)
-cost nothing extra.
+Everything is computed from one contingency table of (ground truth, segmentation) ids
+(engine.contingency), which blockwise evaluation merges from per-block tables; ids of any
+size (uint64 above 2**32 included) cost nothing extra, and the pair counts are summed
+exactly at any volume size.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sparse
 
+from engine.contingency import Table, count_pairs, marginals, sum_of_squares
 from engine.errors import InputError
 
 
@@ -76,54 +77,42 @@ def score(
     if n == 0:
         raise InputError(f"every voxel is ignored (ground truth ids {ignore}); nothing to score")
 
-    table, gt_sizes, seg_sizes = _contingency(gt, seg)
-    voi_split, voi_merge = _voi(table, gt_sizes, seg_sizes, n)
-    arand = _arand(table, gt_sizes, seg_sizes, n)
-    return Scores(voi_split=voi_split, voi_merge=voi_merge, arand=arand)
+    return scores_of(count_pairs(gt, seg))
 
 
-def _contingency(
-    gt: np.ndarray, seg: np.ndarray
-) -> tuple[sparse.coo_matrix, np.ndarray, np.ndarray]:
-    """Return the (gt, seg) overlap counts as a duplicate-free COO table, and both marginals."""
-    _, gt_idx = np.unique(gt, return_inverse=True)
-    _, seg_idx = np.unique(seg, return_inverse=True)
-    gt_idx = gt_idx.ravel()
-    seg_idx = seg_idx.ravel()
-    # Marginals from the dense indices directly: exact int64 counts.
-    gt_sizes = np.bincount(gt_idx)
-    seg_sizes = np.bincount(seg_idx)
-    # Summing duplicate (gt, seg) pairs through one sort of a combined int64 key is several
-    # times faster than coo_matrix.sum_duplicates (a lexsort); the key fits because
-    # n_gt * n_seg <= n_voxels**2.
-    pairs, counts = np.unique(gt_idx * seg_sizes.size + seg_idx, return_counts=True)
-    table = sparse.coo_matrix(
-        (counts.astype(np.int64), (pairs // seg_sizes.size, pairs % seg_sizes.size)),
-        shape=(gt_sizes.size, seg_sizes.size),
-    )
-    return table, gt_sizes, seg_sizes
-
-
-def _voi(
-    table: sparse.coo_matrix, gt_sizes: np.ndarray, seg_sizes: np.ndarray, n: int
-) -> tuple[float, float]:
-    """Return (H(seg|gt), H(gt|seg)) in bits."""
-    n_ij = table.data.astype(np.float64)
+def scores_of(table: Table) -> Scores:
+    """The scores of a contingency table (engine.contingency), e.g. one merged from
+    blocks. Raises InputError when it counts no voxel."""
+    n = table.voxels
+    if n == 0:
+        raise InputError("no voxel to score: every voxel is ignored or masked out")
+    gt_sizes, seg_sizes = marginals(table)
+    _, gt_row = np.unique(table.gt, return_inverse=True)
+    _, seg_col = np.unique(table.seg, return_inverse=True)
+    n_ij = table.count.astype(np.float64)
     # -sum p_ij log(p_ij / p_i), written per cell so a perfect match is exactly 0
     # instead of a difference of two large sums.
-    split = -np.sum(n_ij * np.log2(n_ij / gt_sizes[table.row])) / n
-    merge = -np.sum(n_ij * np.log2(n_ij / seg_sizes[table.col])) / n
+    split = -np.sum(n_ij * np.log2(n_ij / gt_sizes[gt_row.ravel()])) / n
+    merge = -np.sum(n_ij * np.log2(n_ij / seg_sizes[seg_col.ravel()])) / n
     # + 0.0 turns -0.0 into 0.0.
-    return float(split) + 0.0, float(merge) + 0.0
+    return Scores(
+        voi_split=float(split) + 0.0,
+        voi_merge=float(merge) + 0.0,
+        arand=adapted_rand_error(table.count, gt_sizes, seg_sizes, n),
+    )
 
 
-def _arand(table: sparse.coo_matrix, gt_sizes: np.ndarray, seg_sizes: np.ndarray, n: int) -> float:
-    """Return 1 - F-score of the Rand index over pairs of distinct voxels."""
-    # Python ints: sums of squared counts stay exact however many voxels there are.
-    both = int(np.dot(table.data, table.data)) - n
-    in_gt = int(np.dot(gt_sizes, gt_sizes)) - n
-    in_seg = int(np.dot(seg_sizes, seg_sizes)) - n
+def adapted_rand_error(
+    counts: np.ndarray, gt_sizes: np.ndarray, seg_sizes: np.ndarray, n: int
+) -> float:
+    """1 - F-score of the Rand index over pairs of distinct voxels, from the contingency
+    counts and both marginals. The sums of squares are exact Python ints
+    (engine.contingency.sum_of_squares): int64 dot products wrap past ~3·10⁹ voxels."""
+    both = sum_of_squares(counts) - n
+    in_gt = sum_of_squares(gt_sizes) - n
+    in_seg = sum_of_squares(seg_sizes) - n
     denominator = in_gt + in_seg
     if denominator == 0:
         return 0.0
+    # Fraction-free but exact up to the final division: both terms are Python ints.
     return 1.0 - 2 * both / denominator

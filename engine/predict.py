@@ -30,11 +30,14 @@ from typing import Any
 import numpy as np
 
 from engine import lineage
-from engine.blockwise import Grid, entry_point, exit_process, run_task, scheduling
+from engine.blockwise import SKIPPED, Grid, entry_point, exit_process, run_task, scheduling
 from engine.config import ModelType, ProjectConfig
 from engine.data.volume import RAW, create_array, read_window, write_window
 from engine.errors import EngineError, InputError
 from engine.events import EventWriter
+from engine.mask import Mask
+from engine.region import Region
+from engine.region import resolve as resolve_region
 from engine.rundir import RUN_FILE, RunSpec, read_spec
 from engine.validation import VALIDATION_ATTR
 
@@ -62,10 +65,25 @@ class VolumePlan:
     grid: Grid
     voxel_size: tuple[int, ...]
     shape: tuple[int, ...]
+    raw_offset: tuple[int, ...] = ()
+    """Where the source's raw starts (nm); the grid starts at the region's offset."""
+    region: Region | None = None
+    """The part of the volume predicted (`--roi`); None: all of it."""
+    mask: str = ""
+    """The mask array of the source volume whose empty blocks are skipped; "": none."""
 
     @property
     def task_id(self) -> str:
         return f"predict-{self.source.stem}"
+
+    def region_attrs(self) -> dict[str, Any]:
+        """What the output records of its region and mask; hashed for resume."""
+        from engine import mask
+
+        return {
+            "roi": self.region.as_json() if self.region else None,
+            mask.MASK_ATTR: mask.describe(self.source, self.mask) if self.mask else None,
+        }
 
 
 def network_config(spec: RunSpec) -> ProjectConfig:
@@ -118,14 +136,21 @@ def plan_volumes(spec: RunSpec, config: ProjectConfig, run_dir: Path) -> list[Vo
             "`lsdctl data import FILE --split test` or name them with --volumes"
         )
     output_dir = Path(str(spec.inputs.get("output_dir") or run_dir / PREDICTIONS))
-    return plan_predictions(volumes, config, output_dir)
+    roi = spec.inputs.get("roi")
+    mask = str(spec.inputs.get("mask") or config.predict.mask)
+    return plan_predictions(volumes, config, output_dir, str(roi) if roi else None, mask)
 
 
 def plan_predictions(
-    volumes: Sequence[Path], config: ProjectConfig, output_dir: Path
+    volumes: Sequence[Path],
+    config: ProjectConfig,
+    output_dir: Path,
+    roi: str | None = None,
+    mask: str = "",
 ) -> list[VolumePlan]:
     """Block grids of `volumes`, predicted into `output_dir/NAME.zarr` (predict runs and
-    validation during training plan alike)."""
+    validation during training plan alike), over the region `roi` of each (engine.region
+    syntax; None: the whole volume); `mask` names the array whose empty blocks are skipped."""
     import zarr
 
     dims = config.data.dims
@@ -150,15 +175,30 @@ def plan_predictions(
                 f"{volume} has voxel size {list(voxel_size)}, the model was trained at "
                 f"{list(config.data.voxel_size)}: predict volumes of the training resolution"
             )
+        region = (
+            resolve_region(roi, voxel_size, offset, raw.shape, f"{volume.name}/raw")
+            if roi
+            else None
+        )
+        if mask:
+            Mask(volume, mask, voxel_size)  # refused now if missing or unusable
         grid = Grid(
-            offset=offset,
-            extent=tuple(s * v for s, v in zip(raw.shape, voxel_size)),
+            offset=region.offset if region else offset,
+            extent=region.shape if region else tuple(s * v for s, v in zip(raw.shape, voxel_size)),
             block=tuple(b * v for b, v in zip(block_voxels, voxel_size)),
             context=tuple(c * v for c, v in zip(context_voxels, voxel_size)),
         )
+        shape = region.voxel_shape(voxel_size) if region else tuple(raw.shape)
         plans.append(
             VolumePlan(
-                volume.resolve(), output_dir / volume.name, grid, voxel_size, tuple(raw.shape)
+                volume.resolve(),
+                output_dir / volume.name,
+                grid,
+                voxel_size,
+                shape,
+                raw_offset=offset,
+                region=region,
+                mask=mask,
             )
         )
     names = [p.output.name for p in plans]
@@ -203,6 +243,7 @@ def prepare_outputs(
     # Hashes last: an output without them is incomplete and gets recreated.
     root.attrs.update(
         {
+            **plan.region_attrs(),
             "source_volume": str(plan.source),
             "model_type": config.train.model_type.value,
             "neighborhood": config.affinity_neighborhood(),
@@ -234,6 +275,7 @@ class Predictor:
         root = zarr.open_group(str(plan.output), mode="r+")
         self.arrays = {name: root[name] for name in _OUTPUTS[config.train.model_type]}
         self.raw = zarr.open(str(plan.source / RAW), mode="r")
+        self.mask = Mask(plan.source, plan.mask, plan.voxel_size) if plan.mask else None
 
     @classmethod
     def from_run(cls, run_dir: Path, task_id: str, device: str | None = None) -> Predictor:
@@ -271,9 +313,16 @@ class Predictor:
         model.load_state_dict(state["model"])
         return cls(config, plan, model.to(where).eval(), where)
 
-    def __call__(self, block: Any) -> None:
+    def __call__(self, block: Any) -> str | None:
         start = tuple(int(v) for v in block.write_roi.offset)
+        if self.skips(start):
+            return SKIPPED
         self.predict_block(start)
+        return None
+
+    def skips(self, write_start: Sequence[int]) -> bool:
+        """Whether the block has no masked voxel: its output stays 0 (the fill value)."""
+        return self.mask is not None and not self.mask.covers(write_start, self.plan.grid.block)
 
     def predict_block(self, write_start: Sequence[int]) -> None:
         from engine.input import normalize_raw
@@ -281,7 +330,8 @@ class Predictor:
         grid, voxel = self.plan.grid, self.plan.voxel_size
         read_start = [w - c for w, c in zip(write_start, grid.context)]
         read_shape = [b + 2 * c for b, c in zip(grid.block, grid.context)]
-        raw = read_window(self.raw, voxel, grid.offset, read_start, read_shape)
+        raw_offset = self.plan.raw_offset or grid.offset
+        raw = read_window(self.raw, voxel, raw_offset, read_start, read_shape)
         x = normalize_raw(raw, self.config.preprocess.normalize)
         outputs = self._predict_tiles(x)
         for name, data in outputs.items():
@@ -334,7 +384,8 @@ def predictor(run_dir: Path, task_id: str) -> Predictor:
 def predict_every_block(worker: Predictor) -> None:
     """Every block of the worker's volume, in grid order, in this process."""
     for start in worker.plan.grid.block_offsets():
-        worker.predict_block(start)
+        if not worker.skips(start):
+            worker.predict_block(start)
 
 
 def predict_in_process(run_dir: Path, device: str = "cpu") -> None:
@@ -385,7 +436,10 @@ def run(run_dir: Path, overwrite: bool, events: EventWriter) -> int:
     # so that segment includes it and evaluate reports the score there.
     validation = lineage.validation_of_checkpoint(checkpoint.resolve())
     for plan in plans:
-        prepare_outputs(plan, config, hashes, overwrite)
+        # The region and the mask (its content too) are part of what a resume must match.
+        region = json.dumps(plan.region_attrs(), sort_keys=True).encode()
+        own = {**hashes, "region_sha256": hashlib.sha256(region).hexdigest()}
+        prepare_outputs(plan, config, own, overwrite)
         if validation is not None:
             import zarr
 
@@ -432,13 +486,14 @@ def run(run_dir: Path, overwrite: bool, events: EventWriter) -> int:
             raise EngineError(f"{plan.source.name}: {outcome.error}")
         done += outcome.total
         logger.info(
-            "%s: %d blocks (%d done before) in %.1f s",
+            "%s: %d blocks (%d done before, %d outside the mask) in %.1f s",
             plan.source.name,
             outcome.total,
             outcome.skipped,
+            outcome.masked,
             outcome.seconds,
         )
-    computed = sum(o.completed - o.skipped for o in outcomes)
+    computed = sum(o.completed - o.skipped - o.masked for o in outcomes)
     seconds = sum(o.seconds for o in outcomes)
     events.emit(
         "result",
@@ -447,6 +502,9 @@ def run(run_dir: Path, overwrite: bool, events: EventWriter) -> int:
         blocks=total,
         computed=computed,
         skipped=sum(o.skipped for o in outcomes),
+        masked_out=sum(o.masked for o in outcomes),
+        roi=plans[0].region.as_json() if plans[0].region else None,
+        mask=plans[0].mask or None,
         seconds=round(seconds, 3),
         blocks_per_s=round(computed / seconds, 3) if seconds > 0 else None,
         checkpoint=str(checkpoint),

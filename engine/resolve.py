@@ -27,12 +27,15 @@ request names is checked, and resolved to absolute paths (so preparing twice is 
             a file from outside the project's train runs: TOML has no null; such a file
             is checked to be a checkpoint that fits the config);
             volumes: paths or names of volumes with `raw` (default: test/*.zarr);
-            overwrite: bool (default false)
+            overwrite: bool (default false); roi: engine.region text, checked against
+            every volume's raw; mask: an array every volume has (predict.mask)
   segment   predict_run: a predict run id or folder (default: the newest succeeded one)
-            → its folder; volumes: its prediction zarrs with `pred_affs` (default: all)
+            → its folder; volumes: its prediction zarrs with `pred_affs` (default: all);
+            roi: checked against every prediction
   evaluate  segment_run: a segment run id or folder (default: the newest succeeded one)
-            → its folder; each of its segmentations must name a source volume with labels
-Blockwise runs (predict, segment) get resources.workers = predict.num_workers unless the
+            → its folder; each of its segmentations must name a source volume with labels;
+            roi: checked against every segmentation
+Blockwise runs (predict, segment, evaluate) get resources.workers = predict.num_workers unless the
 request says otherwise, and resources.executor = predict.executor.
 
 Errors answer {"ok": false, "status": 404 (no such project) | 422 (invalid), "message":
@@ -52,7 +55,7 @@ from typing import IO, Any
 from pydantic import ValidationError
 
 from engine import config as cfg
-from engine import lineage
+from engine import lineage, region
 from engine.checkpoint_check import check_checkpoint
 from engine.errors import InputError
 from engine.project import CONFIG_FILE, Project
@@ -77,12 +80,12 @@ def _project(path: str) -> Project:
 
 
 KINDS = ("train", "predict", "segment", "evaluate")
-BLOCKWISE = ("predict", "segment")
+BLOCKWISE = ("predict", "segment", "evaluate")
 # The input keys each kind accepts (train's are free-form, as before).
 _INPUT_KEYS: dict[str, tuple[str, ...]] = {
-    "predict": ("checkpoint", "train_run", "volumes", "overwrite"),
-    "segment": ("predict_run", "volumes"),
-    "evaluate": ("segment_run",),
+    "predict": ("checkpoint", "train_run", "volumes", "overwrite", "roi", "mask"),
+    "segment": ("predict_run", "volumes", "roi"),
+    "evaluate": ("segment_run", "roi"),
 }
 
 
@@ -230,7 +233,34 @@ def _predict_inputs(
     if choice.train_run is not None:
         filled["train_run"] = choice.train_run
     filled.update(volumes=[str(v) for v in volumes], overwrite=overwrite)
+    filled.update(_region_inputs(inputs, [v / "raw" for v in volumes]))
+    mask = inputs.get("mask")
+    if mask is not None and (not isinstance(mask, str) or not mask):
+        raise InputError("mask must name an array of the volumes, e.g. labels_mask")
+    for volume in volumes if mask or config.predict.mask else []:
+        name = mask or config.predict.mask
+        if not (volume / name / ".zarray").is_file():
+            where = "--mask" if mask else "predict.mask"
+            raise InputError(
+                f"volume {volume.name} has no mask array {name!r} ({where}): import one with "
+                "`lsdctl data import FILE --mask MASKFILE`, or name an existing array"
+            )
+    if mask:
+        filled["mask"] = mask
     return filled, [choice.note] if choice.note else []
+
+
+def _region_inputs(inputs: dict[str, Any], arrays: Sequence[Path]) -> dict[str, Any]:
+    """{"roi": TEXT} when the request names one that fits every array, else {}: refused
+    here, before a run directory exists."""
+    roi = inputs.get("roi")
+    if roi is None or roi == "":
+        return {}
+    if not isinstance(roi, str):
+        raise InputError(f"roi must be text ({region.SYNTAX}), got {roi!r}")
+    for array in arrays:
+        region.of_array(roi, array)
+    return {"roi": roi.strip()}
 
 
 def _segment_inputs(project: Project, inputs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -264,7 +294,9 @@ def _segment_inputs(project: Project, inputs: dict[str, Any]) -> tuple[dict[str,
             f"threshold {threshold:.2f} was chosen on validation (train run "
             f"{choice.get('train_run')}, iteration {choice.get('iteration')}): segmented too"
         )
-    return {"predict_run": str(record.dir), "volumes": [str(v) for v in volumes]}, notes
+    filled = {"predict_run": str(record.dir), "volumes": [str(v) for v in volumes]}
+    filled.update(_region_inputs(inputs, [v / "pred_affs" for v in volumes]))
+    return filled, notes
 
 
 def _evaluate_inputs(project: Project, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -279,7 +311,11 @@ def _evaluate_inputs(project: Project, inputs: dict[str, Any]) -> dict[str, Any]
         )
     for segmentation in segmentations:
         lineage.ground_truth_of(segmentation)
-    return {"segment_run": str(record.dir)}
+    filled = {"segment_run": str(record.dir)}
+    # The region is placed in the segmentations (their ROI is the prediction's region).
+    arrays = [next(iter(sorted(s.glob("segmentation_*"))), s / "fragments") for s in segmentations]
+    filled.update(_region_inputs(inputs, arrays))
+    return filled
 
 
 def _str_list(value: Any, what: str) -> list[str]:

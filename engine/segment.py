@@ -33,11 +33,22 @@ from typing import Any
 
 import numpy as np
 
-from engine.blockwise import Grid, Stage, entry_point, exit_process, run_stages, scheduling
+from engine.blockwise import (
+    SKIPPED,
+    Grid,
+    Stage,
+    entry_point,
+    exit_process,
+    run_stages,
+    scheduling,
+)
 from engine.config import ProjectConfig
 from engine.data.volume import create_array, read_window, write_window
 from engine.errors import EngineError, InputError
 from engine.events import EventWriter
+from engine.mask import MASK_ATTR, Mask, recorded
+from engine.region import Region
+from engine.region import resolve as resolve_region
 from engine.rundir import read_spec
 from engine.validation import VALIDATION_ATTR
 
@@ -67,6 +78,12 @@ class SegmentPlan:
     shape: tuple[int, ...]
     source_volume: str
     neighborhood: list[list[int]]
+    prediction_offset: tuple[int, ...] = ()
+    """Where pred_affs starts (nm); the grid starts at the region's offset."""
+    region: Region | None = None
+    """The part of the prediction segmented (`--roi`); None: all of it."""
+    mask: tuple[Path, str] | None = None
+    """(volume, array) of the mask the prediction was made with: no fragments outside it."""
 
     def task_id(self, stage: str) -> str:
         return f"{stage}-{self.prediction.stem}"
@@ -119,9 +136,16 @@ def _context_voxels(config: ProjectConfig) -> list[int]:
 
 
 def plan_segments(
-    config: ProjectConfig, volumes: Sequence[Path], run_dir: Path, output_dir: Path | None = None
+    config: ProjectConfig,
+    volumes: Sequence[Path],
+    run_dir: Path,
+    output_dir: Path | None = None,
+    roi: str | None = None,
 ) -> list[SegmentPlan]:
-    """One plan per prediction, segmented into `output_dir` (default RUN_DIR/segmentation)."""
+    """One plan per prediction, segmented into `output_dir` (default RUN_DIR/segmentation),
+    over the region `roi` of each (engine.region syntax; None: all of it). Blocks never
+    read outside the region: segmenting a region equals segmenting the prediction cropped
+    to it."""
     import zarr
 
     if not volumes:
@@ -144,9 +168,14 @@ def plan_segments(
         if len(voxel_size) != dims or len(shape) != dims:
             raise InputError(f"{prediction}: pred_affs is not {dims}D as the project")
         block = config.segment_block_shape()
+        region = (
+            resolve_region(roi, voxel_size, offset, shape, f"{prediction.name}/pred_affs")
+            if roi
+            else None
+        )
         grid = Grid(
-            offset=offset,
-            extent=tuple(s * v for s, v in zip(shape, voxel_size)),
+            offset=region.offset if region else offset,
+            extent=region.shape if region else tuple(s * v for s, v in zip(shape, voxel_size)),
             block=tuple(b * v for b, v in zip(block, voxel_size)),
             context=tuple(c * v for c, v in zip(_context_voxels(config), voxel_size)),
         )
@@ -156,11 +185,14 @@ def plan_segments(
                 output=(output_dir or run_dir / SEGMENTATION) / prediction.name,
                 grid=grid,
                 voxel_size=voxel_size,
-                shape=shape,
+                shape=region.voxel_shape(voxel_size) if region else shape,
                 source_volume=str(root.get("source_volume", "")),
                 neighborhood=[
                     list(o) for o in root.get("neighborhood") or config.affinity_neighborhood()
                 ],
+                prediction_offset=offset,
+                region=region,
+                mask=recorded(root),
             )
         )
     return plans
@@ -175,6 +207,9 @@ def prepare_outputs(plan: SegmentPlan, config: ProjectConfig, overwrite: bool) -
         "segment_settings": _settings(config),
         "prediction": str(plan.prediction),
         "prediction_checkpoint_sha256": predicted.get("checkpoint_sha256"),
+        # The region and the mask (with its content hash) the prediction was made with.
+        "prediction_region_sha256": predicted.get("region_sha256"),
+        "roi": plan.region.as_json() if plan.region else None,
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     if plan.output.exists():
@@ -206,6 +241,8 @@ def prepare_outputs(plan: SegmentPlan, config: ProjectConfig, overwrite: bool) -
         {
             "source_volume": plan.source_volume,
             "prediction": str(plan.prediction),
+            "roi": identity["roi"],
+            MASK_ATTR: predicted.get(MASK_ATTR),
             "thresholds": list(config.segment.thresholds),
             "segment_settings": identity["segment_settings"],
             "segment_sha256": digest,  # last: an output without it is recreated
@@ -300,15 +337,27 @@ class _Worker:
         self.dims = config.data.dims
         self.affs = zarr.open(str(plan.prediction / "pred_affs"), mode="r")
         self.fragments = zarr.open(str(plan.output / FRAGMENTS), mode="r+")
+        self.mask = Mask(*plan.mask, plan.voxel_size) if plan.mask else None
 
-    def __call__(self, block: Any) -> None:
-        self.process(tuple(int(v) for v in block.write_roi.offset))
+    def __call__(self, block: Any) -> str | None:
+        return self.process(tuple(int(v) for v in block.write_roi.offset))
 
-    def process(self, write_start: Sequence[int]) -> None:
+    def process(self, write_start: Sequence[int]) -> str | None:
+        """The block's work; SKIPPED when it had none (no masked voxel)."""
         raise NotImplementedError
+
+    def _outside_mask(self, write_start: Sequence[int]) -> bool:
+        if self.mask is None:
+            return False
+        start, shape = self._window(write_start, context=False)
+        return not self.mask.covers(start, shape)
 
     def _read(self, array: Any, start: Sequence[int], shape: Sequence[int]) -> np.ndarray:
         return read_window(array, self.plan.voxel_size, self.plan.grid.offset, start, shape)
+
+    def _read_affs(self, start: Sequence[int], shape: Sequence[int]) -> np.ndarray:
+        offset = self.plan.prediction_offset or self.plan.grid.offset
+        return read_window(self.affs, self.plan.voxel_size, offset, start, shape)
 
     def _window(self, write_start: Sequence[int], context: bool) -> tuple[list[int], list[int]]:
         grid = self.plan.grid
@@ -333,7 +382,7 @@ def _run_plan(run_dir: Path, task_id: str) -> tuple[ProjectConfig, SegmentPlan]:
     spec = read_spec(run_dir)
     config = segment_config(spec.config, _volumes(spec.inputs))
     stage, _, _ = task_id.partition("-")
-    plans = plan_segments(config, _volumes(spec.inputs), run_dir)
+    plans = plan_segments(config, _volumes(spec.inputs), run_dir, roi=_roi(spec.inputs))
     plan = next((p for p in plans if p.task_id(stage) == task_id), None)
     if plan is None:
         raise InputError(f"run {run_dir.name} has no volume for task {task_id}")
@@ -344,17 +393,25 @@ def _volumes(inputs: dict[str, Any]) -> list[Path]:
     return [Path(str(v)) for v in inputs.get("volumes") or []]
 
 
+def _roi(inputs: dict[str, Any]) -> str | None:
+    return str(inputs["roi"]) if inputs.get("roi") else None
+
+
 class FragmentsWorker(_Worker):
-    def process(self, write_start: Sequence[int]) -> None:
+    def process(self, write_start: Sequence[int]) -> str | None:
         from engine.fragments import relabel_block
         from engine.rag import node_stats
 
+        if self._outside_mask(write_start):
+            return SKIPPED  # fragments stay 0 there, and the RAG gets no node
         plan = self.plan
         index = plan.grid.index(write_start)
         read_start, read_shape = self._window(write_start, context=True)
         write_start, write_shape = self._window(write_start, context=False)
-        affs = as_3d_affs(_to_float(self._read(self.affs, read_start, read_shape)), self.dims)
+        affs = as_3d_affs(_to_float(self._read_affs(read_start, read_shape)), self.dims)
         fragments = make_fragments(affs, self.config, plan.neighborhood)
+        if self.mask is not None:
+            fragments[self._3d(~self.mask.read(read_start, read_shape))] = 0
         inner = tuple(
             slice((w - r) // v, (w - r) // v + n // v)
             for w, r, n, v in zip(write_start, read_start, write_shape, plan.voxel_size)
@@ -379,15 +436,18 @@ class FragmentsWorker(_Worker):
         nodes = node_stats(unique, voxel3, start3)
         with self._store() as store, store.transaction():
             store.write_nodes(nodes.ids, nodes.centers, nodes.sizes)
+        return None
 
 
 class AgglomerateWorker(_Worker):
-    def process(self, write_start: Sequence[int]) -> None:
+    def process(self, write_start: Sequence[int]) -> str | None:
         from engine.agglomerate import agglomerate_block, quiet_stdout
 
+        if self._outside_mask(write_start):
+            return SKIPPED  # no fragment of its own: no edge to own
         plan = self.plan
         start, shape = self._window(write_start, context=True)
-        affs = as_3d_affs(_to_float(self._read(self.affs, start, shape)), self.dims)
+        affs = as_3d_affs(_to_float(self._read_affs(start, shape)), self.dims)
         fragments = self._3d(self._read(self.fragments, start, shape).astype(np.uint64))
         with quiet_stdout():
             edges = agglomerate_block(
@@ -402,9 +462,17 @@ class AgglomerateWorker(_Worker):
         mine = owner == np.uint64(index)
         with self._store() as store, store.transaction():
             store.write_edges(*(np.asarray(column)[mine] for column in edges))
+        return None
 
 
 class RelabelWorker(_Worker):
+    """Writes every threshold's segmentation of a block through its lookup table.
+
+    The tables are memory-mapped and only the rows of the block's own fragments are
+    read (a block's window holds only fragments it made, and their ids encode the
+    block): a worker's memory is set by the block, not by the volume's fragment count.
+    """
+
     def __init__(self, config: ProjectConfig, plan: SegmentPlan) -> None:
         import zarr
 
@@ -412,18 +480,24 @@ class RelabelWorker(_Worker):
         self.tables = {}
         self.outputs = {}
         for threshold in self.config.segment.thresholds:
-            with np.load(self.plan.output / LUTS / f"{dataset_name(threshold)}.npz") as lut:
-                self.tables[threshold] = (lut["fragments"], lut["segments"])
+            self.tables[threshold] = read_lut(self.plan.output, threshold)
             self.outputs[threshold] = zarr.open(
                 str(self.plan.output / dataset_name(threshold)), mode="r+"
             )
 
-    def process(self, write_start: Sequence[int]) -> None:
+    def process(self, write_start: Sequence[int]) -> str | None:
         from engine.agglomerate import relabel
 
+        if self._outside_mask(write_start):
+            return SKIPPED
         start, shape = self._window(write_start, context=False)
         fragments = self._read(self.fragments, start, shape).astype(np.uint64)
-        for threshold, table in self.tables.items():
+        index, size = self.plan.grid.index(write_start), self.plan.block_voxels
+        first, last = np.uint64(index * size + 1), np.uint64((index + 1) * size)
+        for threshold, (keys, values) in self.tables.items():
+            lo = int(np.searchsorted(keys, first))
+            hi = int(np.searchsorted(keys, last, side="right"))
+            table = (np.asarray(keys[lo:hi]), np.asarray(values[lo:hi]))
             write_window(
                 self.outputs[threshold],
                 self.plan.voxel_size,
@@ -431,6 +505,7 @@ class RelabelWorker(_Worker):
                 start,
                 relabel(fragments, table).astype(self.plan.dtype, copy=False),
             )
+        return None
 
 
 def fragments_worker(run_dir: Path, task_id: str) -> FragmentsWorker:
@@ -462,6 +537,15 @@ def segment_every_block(config: ProjectConfig, plan: SegmentPlan) -> dict[float,
     return counts
 
 
+def read_lut(output: Path, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(fragment ids ascending, segment ids) of a threshold, memory-mapped."""
+    folder = output / LUTS
+    return tuple(  # type: ignore[return-value]
+        np.load(folder / f"{dataset_name(threshold)}.{c}.npy", mmap_mode="r")
+        for c in ("fragments", "segments")
+    )
+
+
 def write_luts(plan: SegmentPlan, thresholds: Sequence[float]) -> dict[float, int]:
     """Connected components of the RAG per threshold, saved for the relabel workers.
 
@@ -477,10 +561,12 @@ def write_luts(plan: SegmentPlan, thresholds: Sequence[float]) -> dict[float, in
     counts = {}
     for threshold in thresholds:
         fragments, segments = segment_lut(edges.u, edges.v, edges.merge_score, nodes.ids, threshold)
-        path = folder / f"{dataset_name(threshold)}.npz"
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, fragments=fragments, segments=segments)
-        tmp.replace(path)
+        order = np.argsort(fragments, kind="stable")  # sorted already; relabel relies on it
+        for column, values in (("fragments", fragments[order]), ("segments", segments[order])):
+            path = folder / f"{dataset_name(threshold)}.{column}.npy"
+            tmp = path.with_name(f".{path.name}.tmp.npy")
+            np.save(tmp, values)
+            tmp.replace(path)
         counts[threshold] = int(np.unique(segments).size)
     logger.info(
         "%s: RAG with %d fragments, %d edges; segments per threshold %s",
@@ -513,7 +599,7 @@ def run(run_dir: Path, overwrite: bool, events: EventWriter) -> int:
             f"merge function {config.segment.merge_function!r} is not prebuilt in waterz and "
             "cannot be compiled here: use hist_quant_10/25/50/75/90 or mean"
         )
-    plans = plan_segments(config, volumes, run_dir)
+    plans = plan_segments(config, volumes, run_dir, roi=_roi(spec.inputs))
     overwrite = overwrite or bool(spec.inputs.get("overwrite"))
     for plan in plans:
         prepare_outputs(plan, config, overwrite)

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from daemon.schemas import RunCreate
-from engine import lineage, resolve
+from engine import lineage, region, resolve
 from engine.errors import InputError
 from engine.project import Project
 from engine.rundir import new_run_id
@@ -56,6 +56,11 @@ _JSON = typer.Option(
 _WORKERS = typer.Option(
     None, "--workers", min=1, help="Worker processes (default: the project's predict.num_workers)."
 )
+_ROI_HELP = (
+    "Only this region: z0:z1,y0:y1,x0:x1 in nm (world coordinates, as the volume's offset), "
+    "or the same in voxels from the volume's first voxel with a 'vx' suffix, e.g. "
+    "0:40,0:512,0:512vx (STOP excluded; default: everything)."
+)
 
 
 # ---- commands ----------------------------------------------------------------------------
@@ -82,6 +87,14 @@ def predict(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Predict again where a prediction exists already."
     ),
+    roi: str | None = typer.Option(None, "--roi", help=_ROI_HELP),
+    mask: str | None = typer.Option(
+        None,
+        "--mask",
+        help="Mask array of each volume, e.g. labels_mask (uint8, non-zero = keep): blocks "
+        "without a masked voxel are skipped and stay 0; segment and evaluate then stay "
+        "inside it too (predict.mask).",
+    ),
     gpus: int | None = typer.Option(
         None,
         "--gpus",
@@ -106,6 +119,8 @@ def predict(
       lsdctl predict --project brain1 --checkpoint train-20261126-114502-3f9a:50000 --workers 4
 
       lsdctl predict --project brain1 --volumes sample_C --executor slurm -d --json
+
+      lsdctl predict --project brain1 --roi 0:4000,0:40000,0:40000 --mask labels_mask
     """
     if executor is not None and executor not in _EXECUTORS:
         raise InputError(f"--executor must be one of {', '.join(_EXECUTORS)}, got {executor!r}")
@@ -115,6 +130,9 @@ def predict(
         inputs["checkpoint"] = _pathish(checkpoint) if _looks_like_path(checkpoint) else checkpoint
     if volumes:
         inputs["volumes"] = [_pathish(v) for v in volumes]
+    inputs.update(_roi_input(roi))
+    if mask is not None:
+        inputs["mask"] = mask
     overrides: dict[str, Any] = {"predict.executor": executor} if executor else {}
     start_run(proj, "predict", inputs, overrides, workers, gpus, local, detach, as_json=as_json)
 
@@ -137,6 +155,7 @@ def segment(
         help="waterz merge function, e.g. hist_quant_75 or mean (segment.merge_function).",
     ),
     workers: int | None = _WORKERS,
+    roi: str | None = typer.Option(None, "--roi", help=_ROI_HELP),
     local: bool = _LOCAL,
     detach: bool = _DETACH,
     as_json: bool = _JSON,
@@ -154,6 +173,8 @@ def segment(
       lsdctl segment --project brain1 --from predict-20261127-090000-1a2b --thresholds 0.1:0.9:0.1
 
       lsdctl segment --project brain1 --thresholds 0.3,0.5 --merge-function mean --local
+
+      lsdctl segment --project brain1 --roi 0:32,0:256,0:256vx
     """
     overrides: dict[str, Any] = {}
     if thresholds is not None:
@@ -164,6 +185,7 @@ def segment(
     inputs: dict[str, Any] = {}
     if from_run is not None:
         inputs["predict_run"] = _pathish(from_run) if "/" in from_run else from_run
+    inputs.update(_roi_input(roi))
     start_run(proj, "segment", inputs, overrides, workers, 0, local, detach, as_json=as_json)
 
 
@@ -179,6 +201,11 @@ def evaluate(
         help="Print the headline scores (chosen_on: validation or test), the oracle row "
         "and every threshold's as JSON on stdout.",
     ),
+    roi: str | None = typer.Option(None, "--roi", help=_ROI_HELP),
+    workers: int | None = _WORKERS,
+    executor: str | None = typer.Option(
+        None, "--executor", help="Where workers run: local, slurm or lsf (predict.executor)."
+    ),
     local: bool = _LOCAL,
 ) -> None:
     """Score segmentations against the labels: VOI split/merge and adapted Rand error.
@@ -188,6 +215,8 @@ def evaluate(
     checkpoint); without validation, at the threshold with the lowest VOI on these labels
     themselves, and the output says so. Scores are over all volumes, weighted by their
     scored (labelled) voxels; the oracle row (best on these labels) is for comparison.
+    Only labelled voxels inside labels_mask and the prediction's mask count. Counting is
+    blockwise (one segmentation block at a time), so memory does not grow with the volume.
 
     Examples:
 
@@ -196,12 +225,20 @@ def evaluate(
       lsdctl evaluate --project brain1
 
       lsdctl evaluate --project brain1 --from segment-20261127-101500-9c0d --json
+
+      lsdctl evaluate --project brain1 --roi 400:2000,0:40000,0:40000 --workers 4
     """
+    if executor is not None and executor not in _EXECUTORS:
+        raise InputError(f"--executor must be one of {', '.join(_EXECUTORS)}, got {executor!r}")
     proj = resolve_project(project)
     inputs: dict[str, Any] = {}
     if from_run is not None:
         inputs["segment_run"] = _pathish(from_run) if "/" in from_run else from_run
-    run_dir = start_run(proj, "evaluate", inputs, {}, 1, 0, local, False, quiet=True)
+    inputs.update(_roi_input(roi))
+    overrides: dict[str, Any] = {"predict.executor": executor} if executor else {}
+    run_dir = start_run(
+        proj, "evaluate", inputs, overrides, workers or 1, 0, local, False, quiet=True
+    )
     if run_dir is None:
         return
     metrics_path = run_dir / lineage.METRICS_FILE
@@ -263,6 +300,14 @@ def parse_thresholds(text: str) -> list[float]:
                 "use steps of at least 0.01"
             )
     return sorted(set(values))
+
+
+def _roi_input(roi: str | None) -> dict[str, Any]:
+    """{"roi": TEXT} once its syntax is right (the resolver places it in each volume)."""
+    if roi is None:
+        return {}
+    region.parse(roi)
+    return {"roi": roi}
 
 
 def _looks_like_path(spec: str) -> bool:

@@ -319,7 +319,7 @@ def _match(have: dict[float, str], wanted: float) -> float | None:
 
 def _segmentations(container: Path) -> dict[float, str]:
     """threshold → `segmentation_<t>` array of a segmentation container, ascending."""
-    from engine.evaluate import segmentation_datasets
+    from engine.lineage import segmentation_datasets
 
     return dict(segmentation_datasets(container))
 

@@ -85,6 +85,9 @@ def test_block_events_keep_their_grid_task_and_last_error(tmp_path: Path) -> Non
         _block("predict-a", 0, [0, 0, 0], "done", seconds=1.5),
         _block("predict-a", 4, [0, 1, 1], "running"),
         _block("predict-a", 4, [0, 1, 1], "failed", error="Traceback: boom"),
+        # Outside the mask: finished without work.
+        _block("predict-a", 2, [0, 0, 2], "running"),
+        _block("predict-a", 2, [0, 0, 2], "skipped", seconds=0.01),
         # An event from before schema 2 carried no task and no grid: both are derived.
         {"type": "block", "id": "predict-a:5", "status": "running", "worker": 2},
     )
@@ -92,12 +95,13 @@ def test_block_events_keep_their_grid_task_and_last_error(tmp_path: Path) -> Non
     with store.session() as session:
         row = session.get(RunRow, run.seq)
         assert row is not None
-        assert tailer.tail(session, row, until_end=True) == 6
+        assert tailer.tail(session, row, until_end=True) == 8
         session.commit()
         (task,) = block_map(store, session, row, None).tasks
     assert (task.task, task.shape, task.total) == ("predict-a", [1, 2, 3], 6)
-    assert task.counts == {"pending": 3, "running": 1, "done": 1, "failed": 1}
-    done, failed, derived = task.blocks
+    assert task.counts == {"pending": 2, "running": 1, "done": 1, "skipped": 1, "failed": 1}
+    done, skipped, failed, derived = task.blocks
+    assert (skipped.index, skipped.status, skipped.seconds) == (2, "skipped", 0.01)
     assert (done.index, done.grid, done.status, done.seconds, done.error) == (
         0,
         [0, 0, 0],
@@ -124,7 +128,7 @@ def test_block_events_keep_their_grid_task_and_last_error(tmp_path: Path) -> Non
         tailer.tail(session, row)
         session.commit()
         (task,) = block_map(store, session, row, None).tasks
-    assert task.counts == {"pending": 3, "running": 1, "done": 2, "failed": 0}
+    assert task.counts == {"pending": 2, "running": 1, "done": 2, "skipped": 1, "failed": 0}
     store.close()
 
 
@@ -213,7 +217,7 @@ def test_blocks_and_checkpoints_over_the_api_update_live(
             assert time.monotonic() < deadline, daemon.log()
             time.sleep(0.05)
         (task,) = client.blocks(run_dir.name, task="predict-b").tasks
-        assert task.counts == {"pending": 1, "running": 0, "done": 0, "failed": 1}
+        assert task.counts == {"pending": 1, "running": 0, "done": 0, "skipped": 0, "failed": 1}
         assert task.blocks[0].error == "Traceback\nValueError: bad"
         assert task.blocks[0].grid == [1, 0, 0]
 

@@ -243,7 +243,21 @@ def test_tracking_lives_with_the_output(trained: Project) -> None:
     assert (run_dir / "predictions" / "small.zarr" / TRACKING).is_dir()
 
 
-SLURM = ROOT.parent / "shared" / "tools" / "slurm" / "start.sh"
+# Beside the checkout (../shared), or beside the folder of worktrees (../../shared).
+SLURM = (
+    next(
+        (
+            p
+            for p in (ROOT.parent, ROOT.parent.parent)
+            if (p / "shared/tools/slurm/start.sh").is_file()
+        ),
+        ROOT.parent,
+    )
+    / "shared"
+    / "tools"
+    / "slurm"
+    / "start.sh"
+)
 
 
 @pytest.fixture(scope="session")
@@ -450,3 +464,57 @@ def test_cluster_settings_reach_predict_and_segment_jobs() -> None:
         assert kwargs["host"] == "login1" and kwargs["retries"] == 4
     assert predict["cluster"].gpu and not segment["cluster"].gpu
     assert scheduling(config, "local", gpu=True)["host"] == "127.0.0.1"
+
+
+@pytest.mark.slow
+def test_a_region_with_a_mask_predicts_the_crop_and_skips_empty_blocks(trained: Project) -> None:
+    """--roi on block boundaries gives the full run's values there; blocks of the region
+    without a masked voxel are skipped (events say so, their output stays 0); the region
+    and the mask are part of the resume hash."""
+    from engine.data import ome
+    from engine.data.volume import create_array
+
+    volume = trained.split_dir("test") / "small.zarr"  # 56x84x84 voxels: 2x3x3 blocks
+    tissue = np.zeros((56, 84, 84), np.uint8)
+    tissue[28:40, 28:56, 0:28] = 1  # region block (0, 0, 0)
+    tissue[50, 60, 30] = 1  # one voxel in region block (0, 1, 1)
+    create_array(volume, "tissue", tissue.shape, np.uint8, (8, 8, 8), (0, 0, 0))[:] = tissue
+    run_dir = _predict_run(
+        trained, "roi-mask", ["small.zarr"], roi="28:56,28:84,0:56vx", mask="tissue"
+    )
+    assert _predict(run_dir) == 0, (run_dir / "log.txt").read_text()[-3000:]
+    got = _outputs(run_dir, "small.zarr")
+    reference = _reference(trained, "small.zarr")
+    region = (slice(None), slice(28, 56), slice(28, 84), slice(0, 56))
+    done = [
+        (slice(0, 28), slice(0, 28), slice(0, 28)),
+        (slice(0, 28), slice(28, 56), slice(28, 56)),
+    ]
+    skipped = [
+        (slice(0, 28), slice(0, 28), slice(28, 56)),
+        (slice(0, 28), slice(28, 56), slice(0, 28)),
+    ]
+    for name in (AFFS, LSDS):
+        assert got[name].shape == (reference[name].shape[0], 28, 56, 56)
+        cropped = reference[name][region]
+        for block in done:
+            assert np.array_equal(got[name][(slice(None), *block)], cropped[(slice(None), *block)])
+        for block in skipped:
+            assert not got[name][(slice(None), *block)].any()
+    # The output sits at the region's offset, for funlib and for OME-NGFF viewers.
+    output = run_dir / "predictions" / "small.zarr"
+    assert zarr.open(str(output / AFFS)).attrs["offset"] == [224, 224, 0]
+    entry = ome.entry(output, AFFS)
+    assert entry is not None and ome.scale_and_translation(entry)[1][-3:] == [224, 224, 0]
+    blocks = _events(run_dir, "block")
+    assert sum(e["status"] == "skipped" for e in blocks) == 2
+    assert sum(e["status"] == "done" for e in blocks) == 2
+    (result,) = _events(run_dir, "result")
+    assert result["masked_out"] == 2 and result["computed"] == 2 and result["blocks"] == 4
+    # Resuming with the same region and mask does nothing; another mask is refused.
+    assert _predict(run_dir) == 0
+    assert len(_events(run_dir, "block")) == len(blocks)
+    tissue[0, 0, 0] = 1
+    zarr.open(str(volume / "tissue"), mode="r+")[:] = tissue
+    assert _predict(run_dir) == 2
+    assert "another region" in (run_dir / "log.txt").read_text()

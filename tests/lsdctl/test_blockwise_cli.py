@@ -183,3 +183,43 @@ def test_through_the_daemon(cli: CliCaller, projects: Path, home: Path) -> None:
     )  # fmt: skip
     assert set(queued) == {"run", "kind", "state"} and queued["kind"] == "predict"
     assert queued["run"].startswith("predict-") and queued["run"] != run_id
+
+
+def test_bad_regions_are_refused_before_anything_is_written(
+    cli: CliCaller, projects: Path, no_daemon: Path
+) -> None:
+    """--roi errors (syntax, axes, empty, off the voxel grid, outside the volume) exit 2
+    with one line, before a run directory or a daemon exists."""
+    cli.ok("init", "p")
+    make_segment_run(projects / "p")  # segmentations of 8x16x16 voxels of 8 nm at z 32 nm
+    before = tree(projects)
+    for local in ([], ["--local"]):
+        cli.bad("evaluate", "--project", "p", "--roi", "0:8;0:8", *local, match="is not z0:z1")
+        cli.bad("evaluate", "--project", "p", "--roi", "0:8,0:8", *local, match="has 2 axes")
+        cli.bad("evaluate", "--project", "p", "--roi", "4:4,0:8,0:8vx", *local, match="empty")
+        cli.bad(
+            "evaluate", "--project", "p", "--roi", "36:64,0:64,0:64", *local,
+            match="not on the voxel grid",
+        )  # fmt: skip
+        cli.bad(
+            "evaluate", "--project", "p", "--roi", "0:9,0:16,0:16vx", *local,
+            match="reaches outside",
+        )  # fmt: skip
+        cli.bad("segment", "--project", "p", "--roi", "x", *local, match="is not z0:z1")
+        cli.bad("predict", "--project", "p", "--roi", "1:0,0:1,0:1", *local, match="empty")
+    assert tree(projects) == before
+    assert not no_daemon.exists()
+
+
+def test_evaluate_on_a_region(cli: CliCaller, projects: Path) -> None:
+    cli.ok("init", "p")
+    make_segment_run(projects / "p")
+    result = cli.ok(
+        "evaluate", "--project", "p", "--local", "--json", "--roi", "0:4,0:16,0:8vx",
+        "--workers", "2",
+    )  # fmt: skip
+    printed = json.loads(result.stdout)
+    metrics = json.loads(Path(printed["metrics"]).read_text())
+    assert metrics["volumes"]["vol"]["roi"] == {"offset": [32, 0, 0], "shape": [32, 128, 64]}
+    spec = read_spec(Path(printed["metrics"]).parent)
+    assert spec.inputs["roi"] == "0:4,0:16,0:8vx" and spec.resources.workers == 2

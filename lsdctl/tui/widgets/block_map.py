@@ -19,8 +19,9 @@ from daemon.schemas import BlockMap as BlockMapData
 from daemon.schemas import BlockState, BlockTask
 from lsdctl.tui.messages import BlockSelected
 
-STATES = ("pending", "running", "done", "failed")
-_GLYPHS = {"pending": "░", "running": "▒", "done": "█", "failed": "X"}
+STATES = ("pending", "running", "done", "skipped", "failed")
+# Skipped blocks (outside the mask) are finished but empty: a light dot, not a full cell.
+_GLYPHS = {"pending": "░", "running": "▒", "done": "█", "skipped": "·", "failed": "X"}
 _SLICE_GAP = 3
 
 
@@ -48,7 +49,7 @@ def position_of(index: int, shape: tuple[int, int, int]) -> tuple[int, int, int]
 
 
 class BlockMap(Widget, can_focus=True):
-    """Every block of one task: pending, running, done or failed, updating live."""
+    """Every block of one task: pending, running, done, skipped or failed, updating live."""
 
     DEFAULT_CSS = """
     BlockMap {
@@ -58,6 +59,7 @@ class BlockMap(Widget, can_focus=True):
     BlockMap > .block-map--pending { color: $text-muted 40%; }
     BlockMap > .block-map--running { color: $warning; }
     BlockMap > .block-map--done { color: $success; }
+    BlockMap > .block-map--skipped { color: $success 50%; }
     BlockMap > .block-map--failed { color: $error; text-style: bold; }
     BlockMap > .block-map--cursor { background: $foreground 30%; text-style: bold; }
     BlockMap > .block-map--label { color: $text-muted; }
@@ -67,6 +69,7 @@ class BlockMap(Widget, can_focus=True):
         "block-map--pending",
         "block-map--running",
         "block-map--done",
+        "block-map--skipped",
         "block-map--failed",
         "block-map--cursor",
         "block-map--label",
@@ -194,6 +197,8 @@ class BlockMap(Widget, can_focus=True):
         )
         text.append(task.task + more, style=style("block-map--title"))
         for state in STATES:
+            if state == "skipped" and not task.counts.get(state):
+                continue  # only masked runs skip blocks: no legend entry for the others
             text.append(f"  {_GLYPHS[state]} ", style=style(f"block-map--{state}"))
             text.append(f"{state} {task.counts.get(state, 0)}", style=style("block-map--label"))
         cell = 2 if nx * 2 <= max(width, 1) else 1

@@ -208,7 +208,7 @@ async def test_the_block_map_colours_blocks_and_shows_the_error_of_a_failed_one(
         assert [t.task for t in blocks.tasks] == ["predict-synth0", "predict-synth1"]
         task = blocks.current_task
         assert task is not None
-        assert task.counts == {"pending": 5, "running": 2, "done": 16, "failed": 1}
+        assert task.counts == {"pending": 5, "running": 2, "done": 16, "skipped": 0, "failed": 1}
         await pilot.pause()
         text = screen_text(app)
         assert "░ pending 5  ▒ running 2  █ done 16  X failed 1" in text
