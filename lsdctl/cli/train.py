@@ -57,7 +57,11 @@ def train(
         False, "--detach", "-d", help="Queue the run and print its id; do not follow it."
     ),
     gpus: int = typer.Option(
-        1, "--gpus", min=0, help="GPUs to reserve (0: CPU; without GPUs the run uses the CPU)."
+        1,
+        "--gpus",
+        min=0,
+        help="GPUs to train on: more than 1 trains data-parallel, one process per GPU, each "
+        "with train.batch_size samples (0: CPU; without GPUs the run uses the CPU).",
     ),
     require_gpu: bool = typer.Option(
         False, "--require-gpu", help="Wait for a GPU rather than fall back to the CPU."
