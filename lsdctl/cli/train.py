@@ -22,7 +22,15 @@ from engine import resolve
 from engine.errors import InputError
 from engine.events import read_events
 from engine.project import Project
-from engine.rundir import EVENTS_FILE, LOG_FILE, RUN_FILE, RunSpec, new_run_id, write_spec
+from engine.rundir import (
+    EVENTS_FILE,
+    LOG_FILE,
+    RUN_FILE,
+    Resources,
+    RunSpec,
+    new_run_id,
+    write_spec,
+)
 from lsdctl.cli import _foreground
 from lsdctl.cli._follow import follow
 from lsdctl.cli._foreground import echo_run_json
@@ -147,6 +155,8 @@ def train(
                 project=str(proj.path.resolve()),
                 config=config,
                 inputs=inputs,
+                # Without the daemon nothing is reserved: GPUs 0..N-1 of those visible.
+                resources=Resources(gpus=list(range(gpus))) if gpus > 1 else Resources(),
             ),
         )
     code = run_foreground(run_dir, iterations)
