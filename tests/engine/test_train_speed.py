@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -127,3 +129,24 @@ def test_num_workers_auto_is_the_usable_cores_shared_among_ranks() -> None:
     assert cfg.validate({"system": {"num_workers": 3}}).system.batch_workers(ranks=2) == 3
     with pytest.raises(cfg.InputError, match="num_workers"):
         cfg.validate({"system": {"num_workers": "many"}})
+
+
+@pytest.mark.slow
+def test_a_failing_torch_compile_warns_and_training_goes_on_without_it(tmp_path: Path) -> None:
+    # A real failure: on the CPU, inductor builds C++ kernels with $CXX.
+    project, config = _project(tmp_path, iterations=2, checkpoint_every=2, compile=True)
+    run_dir = make_run_dir(project, config)
+    env = {**os.environ, "CXX": "/bin/false", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.train", str(run_dir)],
+        cwd=Path(__file__).parents[2],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    events, _ = read_events(run_dir / "events.jsonl")
+    warnings = [e["message"] for e in events if e["type"] == "warning"]
+    assert len(warnings) == 1 and warnings[0].startswith("torch.compile failed (")
+    assert "training goes on without it" in warnings[0]
+    assert len(read_losses(run_dir)) == 2 and events[-1]["type"] == "result"
