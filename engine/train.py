@@ -125,6 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             os._exit(EXIT_FAILED)
 
         world = world_size(spec.resources.gpus, spec.config.system.gpus)
+        if world > 1:
+            # Bad input is said once, here, rather than by every rank it would start.
+            Trainer(run_dir, spec, events, stop, args.iterations).check_inputs()
         extra = [] if args.iterations is None else ["--iterations", str(args.iterations)]
         ranks = Ranks.launch(run_dir, world, extra, torch.cuda.is_available(), rank_died)
         code = Trainer(run_dir, spec, events, stop, args.iterations, ranks).run()
@@ -217,6 +220,11 @@ class Trainer:
                 "`lsdctl data import` or `lsdctl data synth`"
             )
         return volumes
+
+    def check_inputs(self) -> None:
+        """InputError if the training or validation volumes are missing or unusable."""
+        self._volumes()
+        self._val_volumes()
 
     def _val_volumes(self) -> list[Path]:
         listed = self.spec.inputs.get("val_volumes")

@@ -214,3 +214,15 @@ def test_kill_9_of_rank_0_leaves_no_rank(tmp_path: Path) -> None:
     while _ranks_of(run_dir) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _ranks_of(run_dir) == []
+
+
+def test_bad_input_is_refused_once_before_any_rank_starts(tmp_path: Path) -> None:
+    project, config = _project(tmp_path, iterations=2)
+    run_dir = make_run_dir(project, config)
+    (project / "train" / "v.zarr").rename(project / "v.zarr")  # no training volume left
+    child = _start(run_dir)
+    assert child.wait(timeout=120) == 2
+    log = (run_dir / "log.txt").read_text()
+    assert log.count("error: no training volumes") == 1 and "rank" not in log
+    events, _ = read_events(run_dir / "events.jsonl")
+    assert [e["type"] for e in events] == ["error"]
