@@ -12,6 +12,7 @@ valid-convolution UNet can produce) are checked when the whole config is assembl
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
@@ -39,6 +40,8 @@ from engine.geometry import (
     two_stage_output_shape,
 )
 
+logger = logging.getLogger(__name__)
+
 PRESETS_DIR = Path(__file__).parent / "presets"
 DEFAULT_PRESET = "tiny"
 # Segmentation blocks span at least this much along each axis by default: fragments end
@@ -62,6 +65,10 @@ class ModelType(StrEnum):
     ACRLSD = "ACRLSD"  # affinities from LSDs plus raw (auto-context)
 
 
+# The two-stage models: an LSD net first, then affinities from its output.
+AUTO_CONTEXT = (ModelType.ACLSD, ModelType.ACRLSD)
+
+
 class _Section(BaseModel):
     # Unknown keys are errors so that a typo in project.toml never silently does nothing.
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -70,16 +77,32 @@ class _Section(BaseModel):
 class SystemConfig(_Section):
     """Resources of this machine."""
 
-    num_workers: Annotated[int, Field(ge=0)] = Field(
-        4,
-        description="Worker processes that prepare training batches ahead "
-        "(0: in the training process).",
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        "auto",
+        description="Worker processes that prepare training batches ahead (0: in the "
+        "training process; 'auto': one per CPU core this process may use, shared among "
+        "the ranks of a multi-GPU run).",
     )
     cache_size: PositiveInt = Field(40, description="Batches kept ready by the training pre-cache.")
     gpus: list[Annotated[int, Field(ge=0)]] = Field(
         default_factory=list,
         description="GPU indices a run may use; empty means any free GPU, or the CPU if none.",
     )
+
+    def batch_workers(self, ranks: int = 1) -> int:
+        """Batch workers of each of `ranks` training processes: num_workers, or for
+        'auto' the cores this process may run on, shared among the ranks (at least 1)."""
+        if self.num_workers != "auto":
+            return self.num_workers
+        return max(1, len(_usable_cores()) // max(ranks, 1))
+
+
+def _usable_cores() -> set[int]:
+    # The affinity mask, not os.cpu_count(): a Slurm job or taskset sees only its share.
+    try:
+        return os.sched_getaffinity(0)
+    except AttributeError:  # macOS has no affinity mask
+        return set(range(os.cpu_count() or 1))
 
 
 class DataConfig(_Section):
@@ -237,7 +260,26 @@ class TrainConfig(_Section):
         1000,
         description="Write raw, targets and predictions to a zarr every N iterations (0: never).",
     )
-    amp: bool = Field(False, description="Mixed precision (bf16/fp16 autocast) on CUDA.")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto",
+        description="Arithmetic of the forward pass: bf16 or fp16 autocast (fp16 with a "
+        "gradient scaler), or fp32; 'auto': bf16 on a GPU that supports it, else fp32.",
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile the model (minutes of compilation at the start; falls "
+        "back to eager with a warning if compilation fails).",
+    )
+    channels_last: bool = Field(
+        False,
+        description="Channels-last memory format for activations and weights (often faster "
+        "convolutions on GPUs with tensor cores).",
+    )
+    cudnn_benchmark: bool = Field(
+        True,
+        description="Let cuDNN time its convolution algorithms once for the fixed training "
+        "shapes and keep the fastest (CUDA only).",
+    )
     seed: int | None = Field(
         None,
         description="Seed for the weights and, with system.num_workers = 0, the batches: "
@@ -245,6 +287,21 @@ class TrainConfig(_Section):
     )
     tensorboard: bool = Field(False, description="Also write TensorBoard event files.")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate_amp(cls, data: Any) -> Any:
+        """`train.amp` (before train.precision) becomes 'auto'. True meant bf16 on CUDA
+        (fp16 on GPUs without bf16, which 'auto' leaves in fp32: slower, never less
+        accurate); false was the default written into every project.toml, so it says
+        nothing of the user's wish. `load` says so; the next save writes precision."""
+        if isinstance(data, dict) and "amp" in data:
+            data = dict(data)
+            amp = data.pop("amp")
+            if not isinstance(amp, bool):
+                raise ValueError(f"amp (replaced by precision) must be true or false, got {amp!r}")
+            data.setdefault("precision", "auto")
+        return data
 
     @field_validator("neighborhood")
     @classmethod
@@ -504,7 +561,7 @@ class ProjectConfig(_Section):
 def _output_shape(model: ModelConfig, model_type: ModelType, dims: int) -> tuple[int, ...]:
     """The network output for model.input_shape, or ValueError with valid shapes nearby."""
     geometry = model.geometry()
-    if model_type in (ModelType.ACLSD, ModelType.ACRLSD):
+    if model_type in AUTO_CONTEXT:
         try:
             return two_stage_output_shape(geometry, geometry, model.input_shape)
         except GeometryError as exc:
@@ -637,7 +694,16 @@ def load(path: Path) -> ProjectConfig:
         "fix it in a text editor (saved as UTF-8), or write it anew from a preset with "
         f"`lsdctl init {path.parent.name} --force` (volumes and runs are kept)"
     )
-    return validate(_read_toml(path, remedy), source=str(path))
+    data = _read_toml(path, remedy)
+    train = data.get("train")
+    if isinstance(train, dict) and "amp" in train:
+        logger.warning(
+            "%s: train.amp is deprecated and read as train.precision = 'auto' (bf16 on GPUs "
+            "that support it, fp32 on the CPU); set train.precision (bf16, fp16, fp32) "
+            "instead",
+            path,
+        )
+    return validate(data, source=str(path))
 
 
 def dump(config: ProjectConfig) -> str:

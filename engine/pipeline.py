@@ -255,7 +255,7 @@ def build_training_pipeline(
     for name, shape in (("lsds_shape", lsds_c), ("affs_shape", affs_c)):
         if shape is not None:
             _check_centred(name, shape, input_c)
-    workers = config.system.num_workers if num_workers is None else num_workers
+    workers = config.system.batch_workers() if num_workers is None else num_workers
     if workers < 0:
         raise InputError(f"num_workers must be 0 or more, got {workers}")
     if not volumes:

@@ -10,6 +10,12 @@ input, 3 interrupted (resumable), 1 anything else.
 With `init_from` among the inputs (`lsdctl train --init-from`), a new run starts from
 that checkpoint's weights, with a fresh optimizer and iteration count (fine-tuning).
 
+Speed (docs/training-speed.md): `train.precision` (bf16 autocast on GPUs that have it),
+`train.compile`, `train.channels_last`, `train.cudnn_benchmark`; batches pinned and
+copied asynchronously, and a `data_wait` metric (the share of each reporting interval
+spent waiting for batches). A run given N GPUs trains on all N with DDP
+(engine.distributed): rank 0 is this process and alone writes events and checkpoints.
+
 Auto-context models (ACLSD, ACRLSD) train in two stages within one run: stage one, the
 LSD net, for `train.lsd_iterations`; then stage two on its frozen output.
 
@@ -34,23 +40,28 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.config import ModelType, ProjectConfig
+from engine.config import AUTO_CONTEXT, ModelType, ProjectConfig
 from engine.entry import configure_logging, missing_run_dir
 from engine.errors import EngineError, InputError
 from engine.events import EventWriter, read_events_of
 from engine.rundir import CHECKPOINTS, EVENTS_FILE, RunSpec, read_spec
 from engine.validation import History, can_validate, val_volumes
 
+if TYPE_CHECKING:
+    from engine.distributed import Ranks
+
 logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3
-_AUTO_CONTEXT = (ModelType.ACLSD, ModelType.ACRLSD)
+_AUTO_CONTEXT = AUTO_CONTEXT
 # Rate and progress events every this many iterations: the loss goes out every one.
 _REPORT_EVERY = 10
+# Rank r's batch seeds start at seed + r * this: no run has that many iterations.
+_RANK_SEED_STRIDE = 2**32
 
 
 class _StopFlag:
@@ -87,20 +98,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--iterations", type=int, default=None, help="Total iterations (overrides run.toml)."
     )
+    # Set by rank 0 when it starts the other ranks of a data-parallel run.
+    for hidden in ("--rank", "--world-size", "--store-port", "--parent"):
+        parser.add_argument(hidden, type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     configure_logging()
     run_dir: Path = args.run_dir
     if missing_run_dir(run_dir):
         return EXIT_BAD_INPUT
+    if args.rank > 0:
+        return _follow(run_dir, args)
     events = EventWriter(run_dir / EVENTS_FILE)
     stop = _StopFlag()
     previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     stop.install()
+    ranks = None
     try:
         spec = read_spec(run_dir)
         if args.iterations is not None and args.iterations < 1:
             raise InputError(f"--iterations must be positive, got {args.iterations}")
-        return Trainer(run_dir, spec, events, stop, args.iterations).run()
+        import torch
+
+        from engine.distributed import Ranks, world_size
+
+        def rank_died(message: str) -> None:
+            # From the watchdog thread: the others wait on the dead rank forever.
+            logger.error("%s: the run fails", message)
+            events.emit("error", durable=True, message=f"{message}; see the log above")
+            os._exit(EXIT_FAILED)
+
+        world = world_size(spec.resources.gpus, spec.config.system.gpus)
+        if world > 1:
+            # Bad input is said once, here, rather than by every rank it would start.
+            Trainer(run_dir, spec, events, stop, args.iterations).check_inputs()
+        extra = [] if args.iterations is None else ["--iterations", str(args.iterations)]
+        ranks = Ranks.launch(run_dir, world, extra, torch.cuda.is_available(), rank_died)
+        code = Trainer(run_dir, spec, events, stop, args.iterations, ranks).run()
+        return ranks.finish(code)
     except InputError as exc:
         events.emit("error", durable=True, message=str(exc))
         sys.stderr.write(f"error: {exc}\n")
@@ -110,9 +144,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         traceback.print_exc()
         return EXIT_FAILED
     finally:
+        if ranks is not None:
+            ranks.kill_others()  # none left after a clean finish
         events.close()
         signal.signal(signal.SIGTERM, previous[0])
         signal.signal(signal.SIGINT, previous[1])
+
+
+def _follow(run_dir: Path, args: argparse.Namespace) -> int:
+    """Ranks 1..N-1 of a data-parallel run: train in step with rank 0, write nothing."""
+    import torch
+
+    from engine.distributed import Ranks
+
+    stop = _StopFlag()
+    stop.install()
+    try:
+        spec = read_spec(run_dir)
+        ranks = Ranks.join(
+            args.rank, args.world_size, args.store_port, args.parent, torch.cuda.is_available()
+        )
+        code = Trainer(run_dir, spec, _NoEvents(), stop, args.iterations, ranks).run()
+        return ranks.finish(code)
+    except Exception:
+        logger.exception("rank %d failed", args.rank)
+        return EXIT_FAILED
+
+
+class _NoEvents(EventWriter):
+    """The events of ranks other than 0: dropped (rank 0 reports for the run)."""
+
+    def __init__(self) -> None:
+        pass
+
+    def emit(self, type_: str, durable: bool = False, **fields: Any) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
 
 
 class Trainer:
@@ -125,7 +194,11 @@ class Trainer:
         events: EventWriter,
         stop: _StopFlag,
         iterations: int | None = None,
+        ranks: Ranks | None = None,
     ) -> None:
+        from engine.distributed import Ranks
+
+        self.ranks = ranks or Ranks()
         self.run_dir = run_dir
         self.spec = spec
         self.config: ProjectConfig = spec.config
@@ -151,6 +224,11 @@ class Trainer:
             )
         return volumes
 
+    def check_inputs(self) -> None:
+        """InputError if the training or validation volumes are missing or unusable."""
+        self._volumes()
+        self._val_volumes()
+
     def _val_volumes(self) -> list[Path]:
         listed = self.spec.inputs.get("val_volumes")
         return val_volumes(
@@ -162,8 +240,9 @@ class Trainer:
 
         if torch.cuda.is_available():
             gpus = self.config.system.gpus
-            # A daemon-reserved GPU arrives as CUDA_VISIBLE_DEVICES: it is then device 0.
-            index = 0 if self.spec.resources.gpus or not gpus else gpus[0]
+            rank = self.ranks.rank
+            # Daemon-reserved GPUs arrive as CUDA_VISIBLE_DEVICES: they are then 0..N-1.
+            index = rank if self.spec.resources.gpus or not gpus else gpus[rank]
             return torch.device(f"cuda:{index}")
         return torch.device("cpu")
 
@@ -183,14 +262,18 @@ class Trainer:
             save_checkpoint,
             write_best,
         )
-        from engine.losses import loss_for
+        from engine.feeder import DeviceFeeder
         from engine.models import build_model
         from engine.pipeline import build_training_pipeline
+        from engine.precision import resolve_precision
+        from engine.train_step import TrainStep
 
         config = self.config
+        ranks = self.ranks
+        leader = ranks.leader
         volumes = self._volumes()
-        validation_volumes = self._val_volumes()
-        if config.train.validate_every and not can_validate(config):
+        validation_volumes = self._val_volumes() if leader else []
+        if leader and config.train.validate_every and not can_validate(config):
             message = (
                 f"no validation: a {config.train.model_type.value} model predicts no "
                 "affinities to segment; checkpoints are chosen by iteration"
@@ -198,12 +281,19 @@ class Trainer:
             logger.warning(message)
             self.events.emit("warning", message=message)
         device = self._device()
+        precision = resolve_precision(config.train.precision, device)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # NCCL's device for this rank
+            # The training shapes never change: timing cuDNN's algorithms once pays off.
+            torch.backends.cudnn.benchmark = config.train.cudnn_benchmark
         if config.train.seed is not None:
             torch.manual_seed(config.train.seed)
         model_type = config.train.model_type
         model = build_model(
             model_type, config.model, config.data.dims, len(config.affinity_neighborhood())
         ).to(device)
+        if config.train.channels_last:
+            model = model.to(memory_format=_channels_last(config.data.dims))
         shapes = model.output_shapes(config.model.input_shape)
         optimizer = torch.optim.Adam(
             model.parameters(), lr=config.train.learning_rate, betas=config.train.adam_betas
@@ -235,11 +325,14 @@ class Trainer:
             return EXIT_OK
 
         stage1 = self._stage1_iterations()
-        lsd_loss, aff_loss = loss_for(ModelType.LSD), loss_for(ModelType.AFF)
-        main_loss = loss_for(model_type)
-        use_amp = config.train.amp and device.type == "cuda"
-        amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+        if model_type in _AUTO_CONTEXT:
+            model.freeze_stage1(start >= stage1)  # as DDP is to find it
+
+        def warn(message: str) -> None:
+            logger.warning(message)
+            self.events.emit("warning", message=message)
+
+        step = TrainStep(model, model_type, optimizer, precision, ranks, config.train.compile, warn)
 
         def state() -> dict[str, Any]:
             return {
@@ -255,6 +348,8 @@ class Trainer:
         def checkpoint(iteration: int, best: bool = False) -> Path:
             path = checkpoint_path(self.checkpoints, iteration)
             if iteration in saved and not best:
+                return path
+            if not leader:
                 return path
             if iteration not in saved:
                 protect = None if history.best is None else history.best["iteration"]
@@ -304,6 +399,7 @@ class Trainer:
                     f"iteration {history.best['step']} (train.stop_after {patience})"
                 )
 
+        workers = config.system.batch_workers(ranks.world)
         pipeline = build_training_pipeline(
             config,
             volumes,
@@ -311,12 +407,25 @@ class Trainer:
             lsds_shape=shapes.get("lsds"),
             affs_shape=shapes.get("affs"),
             # Batch i of a resumed run must not repeat batch i of the first attempt.
-            seed=None if config.train.seed is None else config.train.seed + start,
+            # Each rank its own batches; batch i of a resumed run is new too (rank r's
+            # seeds are offset far beyond any iteration count).
+            seed=(
+                None
+                if config.train.seed is None
+                else config.train.seed + start + ranks.rank * _RANK_SEED_STRIDE
+            ),
+            num_workers=workers,
         )
         logger.info(
-            "training %s on %s: %d volume(s), input %s, outputs %s, iterations %d..%d",
+            "training %s on %s (rank %d of %d, %s%s%s): %d volume(s), input %s, outputs %s, "
+            "iterations %d..%d",
             model_type.value,
             device,
+            ranks.rank,
+            ranks.world,
+            precision.name,
+            ", compiled" if config.train.compile else "",
+            ", channels-last" if config.train.channels_last else "",
             len(volumes),
             config.model.input_shape,
             shapes,
@@ -324,39 +433,34 @@ class Trainer:
             self.total,
         )
         self.events.emit("progress", done=start, total=self.total)
-        board = self._tensorboard()
+        board = self._tensorboard() if leader else None
         model.train()
         iteration = start
         last_loss = math.nan
         tick, tick_iteration = time.monotonic(), start
-        with pipeline:
+        feeder = DeviceFeeder(pipeline, device, config.train.channels_last, ahead=workers > 0)
+        halted = False  # by a signal to any rank, or early stopping
+        with pipeline, feeder:
             while iteration < self.total:
-                if self.stop.signal is not None:
+                # Every rank stops at the same iteration, or a collective waits forever.
+                if ranks.agree(self.stop.signal is not None or stopped_early is not None):
+                    halted = True
                     break
                 try:
-                    batch = pipeline.next_batch()
+                    batch, tensors = feeder.next()
                 except Exception:
                     # A signal to the process group also ends the batch workers.
-                    if self.stop.signal is not None:
+                    if self.stop.signal is not None and not ranks.parallel:
+                        halted = True
                         break
                     raise
-                tensors = {
-                    k: torch.as_tensor(v).to(device) for k, v in batch.items() if k != "labels"
-                }
                 in_stage1 = iteration < stage1
                 if model_type in _AUTO_CONTEXT:
                     model.freeze_stage1(not in_stage1)
-                optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    loss = self._loss(
-                        model, model_type, in_stage1, tensors, main_loss, lsd_loss, aff_loss
-                    )
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+                loss = step(tensors, in_stage1)
                 scheduler.step()
                 iteration += 1
-                last_loss = float(loss.detach())
+                last_loss = float(loss)
                 self.events.metric(iteration, "loss", last_loss)
                 if board is not None:
                     board.add_scalar("loss", last_loss, iteration)
@@ -368,8 +472,12 @@ class Trainer:
                 if iteration % _REPORT_EVERY == 0 or iteration == self.total:
                     now = time.monotonic()
                     rate = (iteration - tick_iteration) / max(now - tick, 1e-9)
-                    tick, tick_iteration = now, iteration
+                    # The share of the interval the loop waited for batches: near 1, the
+                    # GPU starves (more system.num_workers); near 0, data keeps up.
+                    wait = min(feeder.waited / max(now - tick, 1e-9), 1.0)
+                    tick, tick_iteration, feeder.waited = now, iteration, 0.0
                     self.events.metric(iteration, "iterations_per_s", rate)
+                    self.events.metric(iteration, "data_wait", wait)
                     self.events.metric(iteration, "learning_rate", scheduler.get_last_lr()[0])
                     self.events.emit("progress", done=iteration, total=self.total)
                 every = config.train.validate_every
@@ -380,22 +488,24 @@ class Trainer:
                 if iteration % config.train.checkpoint_every == 0 and iteration < self.total:
                     checkpoint(iteration)
                 every = config.train.snapshot_every
-                if every and iteration % every == 0:
+                if leader and every and iteration % every == 0:
                     self._snapshot(iteration, model, model_type, in_stage1, batch, tensors)
-                if stopped_early is not None:
-                    logger.info("stopping early at iteration %d: %s", iteration, stopped_early)
-                    break
-        finished = self.stop.signal is None or iteration >= self.total
+        if stopped_early is not None:
+            logger.info("stopped early at iteration %d: %s", iteration, stopped_early)
+        # A signal to any rank interrupts every rank (resumable), early stopping does not.
+        finished = not halted or stopped_early is not None or iteration >= self.total
         if validator is not None and finished and iteration not in validated:
             if iteration >= stage1:
                 validate(iteration)  # the final weights are a candidate too
         checkpoint(iteration)
         if board is not None:
             board.close()
-        if self.stop.signal is not None and iteration < self.total:
+        if not leader:
+            return EXIT_OK if finished else EXIT_INTERRUPTED
+        if not finished:
             logger.info(
-                "stopped by signal %d at iteration %d; checkpoint saved",
-                self.stop.signal,
+                "stopped by signal %s at iteration %d; checkpoint saved",
+                self.stop.signal if self.stop.signal is not None else "to another rank",
                 iteration,
             )
             self.events.emit("progress", done=iteration, total=self.total)
@@ -456,30 +566,6 @@ class Trainer:
         progress = min(step / max(self.total, 1), 1.0)
         return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
 
-    @staticmethod
-    def _loss(
-        model: Any,
-        model_type: ModelType,
-        in_stage1: bool,
-        t: dict[str, Any],
-        main_loss: Any,
-        lsd_loss: Any,
-        aff_loss: Any,
-    ) -> Any:
-        if model_type in _AUTO_CONTEXT:
-            if in_stage1:
-                return lsd_loss(model.stage1(t["raw"]), t["gt_lsds"], t["lsds_weights"])
-            _, affs = model(t["raw"])
-            return aff_loss(affs, t["gt_affs"], t["affs_weights"])
-        if model_type == ModelType.MTLSD:
-            lsds, affs = model(t["raw"])
-            return main_loss(
-                lsds, t["gt_lsds"], t["lsds_weights"], affs, t["gt_affs"], t["affs_weights"]
-            )
-        if model_type == ModelType.LSD:
-            return main_loss(model(t["raw"]), t["gt_lsds"], t["lsds_weights"])
-        return main_loss(model(t["raw"]), t["gt_affs"], t["affs_weights"])
-
     def _snapshot(
         self,
         iteration: int,
@@ -526,6 +612,12 @@ class Trainer:
             )
             array[...] = data
         self.events.emit("snapshot", iteration=iteration, path=str(path))
+
+
+def _channels_last(dims: int) -> Any:
+    import torch
+
+    return torch.channels_last_3d if dims == 3 else torch.channels_last
 
 
 if __name__ == "__main__":

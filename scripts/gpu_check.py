@@ -1,6 +1,11 @@
 """The GPU checks behind scripts/gpu_check.sh (see there).
 
-1. Train the cremi geometry on CUDA: iterations per second, peak GPU memory.
+1. Train the cremi geometry on CUDA. Each variant of `--train-variants` (precision,
+   `+cl` channels-last, `+compile` torch.compile) trains on one fixed batch already on
+   the GPU (the model's own speed: iterations/s, TFLOPS, peak memory); a bf16 forward is
+   checked against fp32 (torch 2.9 turned cuDNN off for bf16 conv3d after silently wrong
+   results with cuDNN 9.8-9.10); then the trainer runs end to end with real batches from
+   the gunpowder pipeline (`--e2e-variant`): iterations/s and the data_wait share.
 2. Predict a synthetic cremi-like volume blockwise from that checkpoint with 1 and with
    4 workers (all on GPU 0): blocks per second and GPU utilisation sampled with pynvml.
 
@@ -60,13 +65,181 @@ class _Utilisation:
         return f"gpu_util_mean={mean:.0f}% gpu_util_max={max(self.samples)}%"
 
 
-def _train(project: Path, config: object, iterations: int, cuda: bool) -> Path:
+def _variant(name: str) -> dict[str, object]:
+    """'bf16+cl+compile' -> train config keys."""
+    parts = name.split("+")
+    unknown = set(parts[1:]) - {"cl", "compile"}
+    if parts[0] not in ("auto", "fp32", "bf16", "fp16") or unknown:
+        raise SystemExit(
+            f"gpu_check: bad variant {name!r}: PRECISION[+cl][+compile], PRECISION one of "
+            "auto, fp32, bf16, fp16"
+        )
+    return {"precision": parts[0], "channels_last": "cl" in parts, "compile": "compile" in parts}
+
+
+def _fixed_batch(config: object, model: object, device: object) -> dict[str, object]:
     import torch
 
+    shapes = model.output_shapes(config.model.input_shape)  # type: ignore[attr-defined]
+    generator = torch.Generator().manual_seed(0)
+    tensors = {"raw": torch.rand(1, 1, *config.model.input_shape, generator=generator)}  # type: ignore[attr-defined]
+    if "lsds" in shapes:
+        tensors["gt_lsds"] = torch.rand(1, config.num_lsds(), *shapes["lsds"], generator=generator)  # type: ignore[attr-defined]
+        tensors["lsds_weights"] = torch.ones(1, config.num_lsds(), *shapes["lsds"])  # type: ignore[attr-defined]
+    if "affs" in shapes:
+        n = len(config.affinity_neighborhood())  # type: ignore[attr-defined]
+        tensors["gt_affs"] = (torch.rand(1, n, *shapes["affs"], generator=generator) > 0.5).float()
+        tensors["affs_weights"] = torch.ones(1, n, *shapes["affs"])
+    return {k: v.to(device) for k, v in tensors.items()}
+
+
+def _sync(device: object) -> None:
+    import torch
+
+    if device.type == "cuda":  # type: ignore[attr-defined]
+        torch.cuda.synchronize()
+
+
+def _step_flops(config: object, device: object) -> float:
+    """FLOP of one training iteration (forward and backward), counted once in fp32."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from engine.distributed import Ranks
+    from engine.models import build_model
+    from engine.precision import resolve_precision
+    from engine.train_step import TrainStep
+
+    model_type = config.train.model_type  # type: ignore[attr-defined]
+    model = build_model(
+        model_type,
+        config.model,
+        config.data.dims,
+        len(config.affinity_neighborhood()),  # type: ignore[attr-defined]
+    ).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
+    step = TrainStep(model, model_type, optimizer, resolve_precision("fp32", device), Ranks())
+    tensors = _fixed_batch(config, model, device)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step(tensors)
+    return float(counter.get_total_flops())
+
+
+def _train_variant(
+    config: object, name: str, device: object, warmup: int, steps: int, flops: float
+) -> None:
+    """One variant on a fixed batch on the device: the model's speed without data."""
+    import torch
+
+    from engine.distributed import Ranks
+    from engine.models import build_model
+    from engine.precision import resolve_precision
+    from engine.train import _channels_last
+    from engine.train_step import TrainStep
+
+    keys = _variant(name)
+    cuda = device.type == "cuda"  # type: ignore[attr-defined]
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    torch.manual_seed(0)
+    model_type = config.train.model_type  # type: ignore[attr-defined]
+    model = build_model(
+        model_type,
+        config.model,
+        config.data.dims,
+        len(config.affinity_neighborhood()),  # type: ignore[attr-defined]
+    ).to(device)
+    tensors = _fixed_batch(config, model, device)
+    if keys["channels_last"]:
+        layout = _channels_last(config.data.dims)  # type: ignore[attr-defined]
+        model = model.to(memory_format=layout)
+        tensors["raw"] = tensors["raw"].contiguous(memory_format=layout)  # type: ignore[attr-defined]
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
+    warnings: list[str] = []
+    precision = resolve_precision(str(keys["precision"]), device)  # type: ignore[arg-type]
+    step = TrainStep(
+        model, model_type, optimizer, precision, Ranks(), bool(keys["compile"]), warnings.append
+    )
+    start = time.monotonic()
+    for _ in range(warmup):
+        loss = step(tensors)
+    _sync(device)
+    warm_s = time.monotonic() - start
+    start = time.monotonic()
+    for _ in range(steps):
+        loss = step(tensors)
+    _sync(device)
+    rate = steps / max(time.monotonic() - start, 1e-9)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0
+    note = f" compile_failed={warnings[0]!r}" if warnings else ""
+    print(
+        f"gpu_check train mode=step variant={name} precision={precision.name} "
+        f"channels_last={int(bool(keys['channels_last']))} compile={int(step.compiled)} "
+        f"iterations_per_s={rate:.2f} tflops={flops * rate / 1e12:.3g} data_wait=n/a "
+        f"peak_gpu_memory_gib={peak:.2f} warmup_s={warm_s:.1f} loss={float(loss):.4f}{note}",
+        flush=True,
+    )
+
+
+def _bf16_check(config: object, device: object, channels_last: bool) -> bool:
+    """The network forward in bf16 autocast against fp32, same weights and input."""
+    import torch
+
+    from engine.models import build_model
+    from engine.train import _channels_last
+
+    torch.manual_seed(0)
+    model = build_model(
+        config.train.model_type,  # type: ignore[attr-defined]
+        config.model,  # type: ignore[attr-defined]
+        config.data.dims,  # type: ignore[attr-defined]
+        len(config.affinity_neighborhood()),  # type: ignore[attr-defined]
+    ).to(device)
+    model.eval()
+    raw = _fixed_batch(config, model, device)["raw"]
+    if channels_last:
+        layout = _channels_last(config.data.dims)  # type: ignore[attr-defined]
+        model = model.to(memory_format=layout)
+        raw = raw.contiguous(memory_format=layout)  # type: ignore[attr-defined]
+    with torch.no_grad():
+        reference = model(raw)
+        with torch.autocast(device.type, dtype=torch.bfloat16):  # type: ignore[attr-defined]
+            low = model(raw)
+    reference = reference if isinstance(reference, tuple) else (reference,)
+    low = low if isinstance(low, tuple) else (low,)
+    ok = True
+    for name, a, b in zip(model.output_names, reference, low):
+        diff = (b.float() - a.float()).abs()
+        max_rel = float(diff.max() / a.abs().max().clamp(min=1e-12))
+        mean_rel = float(diff.mean() / a.abs().mean().clamp(min=1e-12))
+        # The mean: one voxel of ten million can be off by more, harmlessly; a broken
+        # kernel moves the whole output.
+        verdict = "FAIL" if mean_rel > 0.02 else "ok"
+        ok = ok and verdict == "ok"
+        print(
+            f"gpu_check train check=bf16_vs_fp32 channels_last={int(channels_last)} "
+            f"output={name} max_rel_diff={max_rel:.4%} mean_rel_diff={mean_rel:.4%} {verdict}",
+            flush=True,
+        )
+    return ok
+
+
+def _train(
+    project: Path, config: object, iterations: int, cuda: bool, variant: str = "auto"
+) -> Path:
+    """The trainer end to end, with real batches: iterations/s and the data_wait share."""
+    import torch
+
+    from engine import config as cfg
     from engine.events import EventWriter, read_events
     from engine.rundir import RunSpec, read_spec, write_spec
     from engine.train import Trainer, _StopFlag
 
+    for key, value in _variant(variant).items():
+        config = cfg.with_value(config, f"train.{key}", value)  # type: ignore[arg-type]
     run_dir = project / "runs" / "train"
     write_spec(run_dir, RunSpec(id="train", kind="train", project=str(project), config=config))  # type: ignore[arg-type]
     events = EventWriter(run_dir / "events.jsonl")
@@ -78,12 +251,21 @@ def _train(project: Path, config: object, iterations: int, cuda: bool) -> Path:
         raise SystemExit(f"gpu_check: training failed with exit code {code}; see {run_dir}")
     loaded, _ = read_events(run_dir / "events.jsonl")
     steps = [(e["t"], e["step"]) for e in loaded if e["type"] == "metric" and e["name"] == "loss"]
-    warm = [s for s in steps if s[1] > min(20, iterations // 4)]
+    skip = min(20, iterations // 4)
+    warm = [s for s in steps if s[1] > skip]
     rate = (warm[-1][1] - warm[0][1]) / max(warm[-1][0] - warm[0][0], 1e-9)
+    waits = [
+        e["value"]
+        for e in loaded
+        if e["type"] == "metric" and e["name"] == "data_wait" and e["step"] > skip
+    ]
+    wait = f"{sum(waits) / len(waits):.2f}" if waits else "n/a"
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0
     print(
-        f"gpu_check train input={config.model.input_shape} "  # type: ignore[attr-defined]
-        f"iterations={iterations} iterations_per_s={rate:.2f} peak_gpu_memory_gib={peak:.2f}",
+        f"gpu_check train mode=pipeline variant={variant} "
+        f"input={config.model.input_shape} "  # type: ignore[attr-defined]
+        f"workers={config.system.batch_workers()} iterations={iterations} "  # type: ignore[attr-defined]
+        f"iterations_per_s={rate:.2f} data_wait={wait} peak_gpu_memory_gib={peak:.2f}",
         flush=True,
     )
     return sorted((run_dir / "checkpoints").glob("*.pt"))[-1]
@@ -147,6 +329,28 @@ def main() -> int:
     parser.add_argument("--cpu", action="store_true", help="Run the steps on the CPU.")
     parser.add_argument("--shape", default="144,432,432", help="Predicted volume, z,y,x.")
     parser.add_argument("--workers", default="1,4")
+    parser.add_argument(
+        "--train-variants",
+        default=None,
+        help="Training variants on a fixed batch, PRECISION[+cl][+compile] separated by "
+        "commas (default on CUDA: fp32,bf16,fp16,bf16+cl,bf16+cl+compile; "
+        "on the CPU: fp32,bf16,fp32+cl); '' for none.",
+    )
+    parser.add_argument("--train-steps", type=int, default=40, help="Timed steps per variant.")
+    parser.add_argument(
+        "--train-warmup",
+        type=int,
+        default=5,
+        help="Untimed steps first (compilation, cuDNN's timing).",
+    )
+    parser.add_argument(
+        "--e2e-variant", default="auto", help="The variant of the end-to-end training run."
+    )
+    parser.add_argument(
+        "--batch-workers",
+        default=None,
+        help="system.num_workers of the end-to-end run (default: auto on CUDA, 0 on the CPU).",
+    )
     args = parser.parse_args()
 
     import torch
@@ -167,12 +371,20 @@ def main() -> int:
     config = cfg.from_preset(
         args.preset,
         {
-            "system": {"num_workers": 8 if cuda else 0, "cache_size": 16},
+            "system": {
+                "num_workers": (
+                    int(args.batch_workers)
+                    if args.batch_workers not in (None, "auto")
+                    else ("auto" if cuda else 0)
+                ),
+                "cache_size": 16,
+            },
             "train": {
                 "iterations": args.iterations,
                 "checkpoint_every": args.iterations,
                 "snapshot_every": 0,
-                # Speed only: validation is measured with the training run it belongs to.
+                # The presets validate (cremi every 5000, tiny every 100 iterations); the
+                # synthetic project has no val/ volume, and speed is measured here.
                 "validate_every": 0,
             },
         },
@@ -186,7 +398,27 @@ def main() -> int:
         raw, labels = synthesize(shape, config.data.voxel_size, seed=1)
         write_volume(project / "test" / "synth.zarr", raw, labels, config.data.voxel_size)
         print(f"gpu_check: synthetic volumes in {time.monotonic() - t0:.1f} s", flush=True)
-        checkpoint = _train(project, config, args.iterations, cuda)
+        device = torch.device("cuda:0" if cuda else "cpu")
+        default = "fp32,bf16,fp16,bf16+cl,bf16+cl+compile" if cuda else "fp32,bf16,fp32+cl"
+        variants = [
+            v
+            for v in (args.train_variants if args.train_variants is not None else default).split(
+                ","
+            )
+            if v
+        ]
+        for variant in variants:
+            _variant(variant)  # a typo fails before minutes of work
+        if variants:
+            if cuda:
+                print(f"gpu_check: cuDNN {torch.backends.cudnn.version()}", flush=True)
+            flops = _step_flops(config, device)
+            print(f"gpu_check train flop_per_iteration={flops:.4g}", flush=True)
+            _bf16_check(config, device, channels_last=False)
+            _bf16_check(config, device, channels_last=True)
+        for variant in variants:
+            _train_variant(config, variant, device, args.train_warmup, args.train_steps, flops)
+        checkpoint = _train(project, config, args.iterations, cuda, args.e2e_variant)
         for workers in (int(w) for w in args.workers.split(",")):
             _predict(project, config, checkpoint, workers, [0] if cuda else [])
     return 0

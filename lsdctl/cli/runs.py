@@ -215,13 +215,24 @@ def _print_detail(run: RunDetail) -> None:
                 f"exit {attempt.exit_code}, pid {attempt.pid}",
             )
         )
-    rows += [
-        (m.name, f"{'-' if m.value is None else f'{m.value:.6g}'} (step {m.step})")
-        for m in run.latest_metrics
-    ]
+    rows += [(m.name, _metric(m.name, m.value, m.step)) for m in run.latest_metrics]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         typer.echo(f"{key:>{width}}  {value}")
+
+
+def _metric(name: str, value: float | None, step: int) -> str:
+    if value is None:
+        return f"- (step {step})"
+    if name == "data_wait":
+        # The share of the last reporting interval the trainer waited for batches.
+        hint = ": raise system.num_workers" if value > _STARVED else ""
+        return f"{value:.0%} of the time waiting for batches (step {step}){hint}"
+    return f"{value:.6g} (step {step})"
+
+
+# Above this share of time waiting for data, the GPU idles for want of batches.
+_STARVED = 0.2
 
 
 @run_app.command("release")

@@ -22,7 +22,15 @@ from engine import resolve
 from engine.errors import InputError
 from engine.events import read_events
 from engine.project import Project
-from engine.rundir import EVENTS_FILE, LOG_FILE, RUN_FILE, RunSpec, new_run_id, write_spec
+from engine.rundir import (
+    EVENTS_FILE,
+    LOG_FILE,
+    RUN_FILE,
+    Resources,
+    RunSpec,
+    new_run_id,
+    write_spec,
+)
 from lsdctl.cli import _foreground
 from lsdctl.cli._follow import follow
 from lsdctl.cli._foreground import echo_run_json
@@ -64,7 +72,11 @@ def train(
         False, "--detach", "-d", help="Queue the run and print its id; do not follow it."
     ),
     gpus: int = typer.Option(
-        1, "--gpus", min=0, help="GPUs to reserve (0: CPU; without GPUs the run uses the CPU)."
+        1,
+        "--gpus",
+        min=0,
+        help="GPUs to train on: more than 1 trains data-parallel, one process per GPU, each "
+        "with train.batch_size samples (0: CPU; without GPUs the run uses the CPU).",
     ),
     require_gpu: bool = typer.Option(
         False, "--require-gpu", help="Wait for a GPU rather than fall back to the CPU."
@@ -165,6 +177,8 @@ def train(
                 project=str(proj.path.resolve()),
                 config=config,
                 inputs=inputs,
+                # Without the daemon nothing is reserved: GPUs 0..N-1 of those visible.
+                resources=Resources(gpus=list(range(gpus))) if gpus > 1 else Resources(),
             ),
         )
     code = run_foreground(run_dir, iterations)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from daemon.schemas import RunInfo, ValidationPoint
+from daemon.schemas import RunDetail, RunInfo, ValidationPoint
 
 _BAR_FULL = "█"
 _BAR_PARTS = " ▏▎▍▌▋▊▉"
@@ -50,6 +50,11 @@ def size(num_bytes: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= step
     return f"{value:.1f} GiB"
+
+
+def metric(run: RunDetail, name: str) -> float | None:
+    """The latest value of one of a run's metrics (`data_wait`, ...), None if it has none."""
+    return next((m.value for m in run.latest_metrics if m.name == name), None)
 
 
 def fraction(run: RunInfo) -> float | None:

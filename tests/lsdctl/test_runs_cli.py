@@ -11,6 +11,7 @@ import pytest
 from daemon.store import Store
 from daemon.tables import RunRow
 from daemon.tailer import Tailer
+from engine.events import EventWriter
 from tests.conftest import CliCaller
 from tests.daemon.conftest import (  # noqa: F401  (fixtures)
     Daemon,
@@ -70,7 +71,14 @@ def _seed(daemon: Daemon) -> None:
                         _validation(1500, 0.602, 0.55, 2.75),
                     ):
                         f.write(json.dumps(event) + "\n")
-                tailer.tail(session, run, until_end=True)
+            else:
+                # The engine's own writer, as engine.train reports every 10 iterations.
+                events = EventWriter(run_dir / "events.jsonl")
+                for step, loss, wait in ((10, 0.25, 0.125), (20, 0.2, 0.375)):
+                    events.metric(step, "loss", loss)
+                    events.metric(step, "data_wait", wait)
+                events.close()
+            tailer.tail(session, run, until_end=True)
         session.commit()
     store.close()
 
@@ -135,3 +143,18 @@ def test_runs_show_the_best_validation_and_run_show_every_point(
     plain_shown = cli.ok("run", "show", PLAIN).stdout
     assert "best val" not in plain_shown and "validation" not in plain_shown
     assert json.loads(cli.ok("run", "show", PLAIN, "--json").stdout)["validation"] == []
+
+
+def test_run_show_has_the_share_of_time_spent_waiting_for_batches(
+    seeded: Daemon, cli: CliCaller
+) -> None:
+    shown = cli.ok("run", "show", PLAIN).stdout
+    (line,) = [line for line in shown.splitlines() if line.split()[:1] == ["data_wait"]]
+    assert "38% of the time waiting for batches (step 20)" in line  # the latest, 0.375
+    assert "raise system.num_workers" in line  # a starved GPU says what to do
+    assert "loss  0.2000 at step 20" in shown
+    detail = json.loads(cli.ok("run", "show", PLAIN, "--json").stdout)
+    assert {(m["name"], m["step"], m["value"]) for m in detail["latest_metrics"]} >= {
+        ("data_wait", 20, 0.375)
+    }
+    assert "data_wait" not in cli.ok("run", "show", VALIDATED).stdout

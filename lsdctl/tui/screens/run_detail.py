@@ -176,6 +176,8 @@ class RunDetailScreen(RunActionsScreen):
             )
         rate = "-" if run.rate is None else f"{run.rate:.3g} {fmt.rate_unit(run.kind)}"
         best = run.best_validation
+        # Beside the loss: how much of the time the trainer waited for batches.
+        wait = fmt.metric(run, "data_wait")
         lines = [
             f"[b]{escape(run.id)}[/b]  {run.kind} · project {escape(run.project)} · "
             f"[b]{run.state.value}[/b] · attempt {run.attempts} · GPUs {fmt.gpus(run)} · "
@@ -183,6 +185,7 @@ class RunDetailScreen(RunActionsScreen):
             f"{progress}  ETA {fmt.duration(run.eta_s)}  throughput {rate}  "
             f"loss {fmt.number(run.latest_loss)}"
             + (f" @ {run.latest_step}" if run.latest_step is not None else "")
+            + (f"  data wait {wait:.0%}" if wait is not None else "")
             + (f"  best VOI {fmt.number(best.voi, 3)} @ {best.step}" if best else ""),
         ]
         note = run.error if run.state == RunState.FAILED and run.error else run.reason

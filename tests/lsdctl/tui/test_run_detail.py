@@ -11,6 +11,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static, TabbedContent
 
+from engine.events import EventWriter
 from lsdctl.tui import LsdctlApp
 from lsdctl.tui.messages import RunSelected
 from lsdctl.tui.screens import RunDetailScreen
@@ -194,6 +195,31 @@ async def test_the_validation_curve_follows_a_running_run(make_daemon: DaemonMak
                 (3000, 0.8),
             ]
     finally:
+        seeded.stop()
+
+
+async def test_the_share_of_time_waiting_for_batches_shows_beside_the_loss(
+    make_daemon: DaemonMaker,
+) -> None:
+    daemon = make_daemon(start=False, LSDCTL_POLL_S="0.1")
+    seeded = seed_history(daemon)
+    daemon.start()
+    # The engine's writer, into the running run's events.jsonl the daemon tails.
+    events = EventWriter(daemon.projects / "p" / "runs" / TRAIN_RUNNING / "events.jsonl")
+    try:
+        app = app_for(daemon, interval=0.2)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await _open(app, pilot, TRAIN_RUNNING)
+            assert "data wait" not in _text(screen, "#summary")
+            events.metric(3410, "loss", 0.125)
+            events.metric(3410, "data_wait", 0.625)
+            await until(
+                pilot,
+                lambda: "loss 0.1250 @ 3410  data wait 62%" in _text(screen, "#summary"),
+                what="data wait beside the loss",
+            )
+    finally:
+        events.close()
         seeded.stop()
 
 
