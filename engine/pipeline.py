@@ -31,7 +31,7 @@ from funlib.geometry import Coordinate, Roi
 from engine.config import ProjectConfig
 from engine.errors import InputError
 from engine.input import _INPUT_SCALE, _INPUT_SHIFT, _RAW_SCALE, normalize_raw
-from engine.nodes import AddLsds, ElasticAugment, MaskedRandomLocation
+from engine.nodes import AddLsds, BalanceLabels, ElasticAugment, MaskedRandomLocation
 from engine.prefetch import Prefetcher
 from engine.targets.lsds import gaussian_radius
 
@@ -311,7 +311,7 @@ def build_training_pipeline(
             affinities_mask=keys.affs_mask,
             dtype=np.float32,
         )
-        pipeline += gp.BalanceLabels(keys.gt_affs, keys.affs_weights, keys.affs_mask)
+        pipeline += BalanceLabels(keys.gt_affs, keys.affs_weights, keys.affs_mask)
 
     if config.preprocess.normalize == "minmax":
         pipeline += gp.IntensityScaleShift(keys.raw, _INPUT_SCALE, _INPUT_SHIFT)

@@ -1,7 +1,8 @@
 """Gunpowder nodes of lsdctl's training pipelines, one per module, re-exported flat."""
 
 from engine.nodes.add_lsds import AddLsds
+from engine.nodes.balance_labels import BalanceLabels
 from engine.nodes.elastic_augment import ElasticAugment
 from engine.nodes.random_location import MaskedRandomLocation
 
-__all__ = ["AddLsds", "ElasticAugment", "MaskedRandomLocation"]
+__all__ = ["AddLsds", "BalanceLabels", "ElasticAugment", "MaskedRandomLocation"]
