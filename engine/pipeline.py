@@ -31,7 +31,7 @@ from funlib.geometry import Coordinate, Roi
 from engine.config import ProjectConfig
 from engine.errors import InputError
 from engine.input import _INPUT_SCALE, _INPUT_SHIFT, _RAW_SCALE, normalize_raw
-from engine.nodes import AddLsds, BalanceLabels, ElasticAugment, MaskedRandomLocation
+from engine.nodes import AddLsds, BalanceLabels, ElasticAugment, MaskedRandomLocation, Stack
 from engine.prefetch import Prefetcher
 from engine.targets.lsds import gaussian_radius
 
@@ -316,7 +316,7 @@ def build_training_pipeline(
     if config.preprocess.normalize == "minmax":
         pipeline += gp.IntensityScaleShift(keys.raw, _INPUT_SCALE, _INPUT_SHIFT)
     pipeline += gp.Unsqueeze([keys.raw])
-    pipeline += gp.Stack(config.train.batch_size)
+    pipeline += Stack(config.train.batch_size)
     if workers > 0 and seed is not None:
         logger.info("seed %s ignored: %s batch workers draw their own", seed, workers)
 

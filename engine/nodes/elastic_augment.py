@@ -217,19 +217,23 @@ def sample_nearest(data: np.ndarray, transformation: np.ndarray) -> np.ndarray:
     are not below -0.5, and the clip only guards rounding at the far end).
     """
     spatial = data.shape[1:]
-    flat: np.ndarray | None = None
-    shifted = np.empty(transformation.shape[1:], dtype=transformation.dtype)
-    for d, n in enumerate(spatial):
-        np.add(transformation[d], 0.5, out=shifted)
-        index = shifted.astype(np.intp)
-        np.clip(index, 0, n - 1, out=index)
-        if flat is None:
-            flat = index
-        else:
+    out_shape = transformation.shape[1:]
+    flat_data = data.reshape(data.shape[0], -1)
+    out = np.empty((data.shape[0], *out_shape), dtype=data.dtype)
+    # in slabs whose temporaries stay in the CPU cache, as in interpolate_linear
+    rows = max(1, _SLAB_VOXELS // max(1, int(np.prod(out_shape[1:]))))
+    for start in range(0, out_shape[0], rows):
+        slab = transformation[:, start : start + rows]
+        flat = np.zeros(slab.shape[1:], dtype=np.intp)
+        shifted = np.empty(slab.shape[1:], dtype=slab.dtype)
+        for d, n in enumerate(spatial):
+            np.add(slab[d], 0.5, out=shifted)
+            index = shifted.astype(np.intp)
+            np.clip(index, 0, n - 1, out=index)
             flat *= n
             flat += index
-    assert flat is not None  # at least one spatial axis
-    return np.take(data.reshape(data.shape[0], -1), flat, axis=1)
+        out[:, start : start + rows] = np.take(flat_data, flat, axis=1)
+    return out
 
 
 def upsample_linear(transformation: np.ndarray, shape: Sequence[int]) -> np.ndarray:

@@ -19,7 +19,7 @@ from engine.config import ProjectConfig, from_preset
 from engine.data.volume import write_volume
 from engine.errors import InputError
 from engine.nodes import ElasticAugment, elastic_augment
-from engine.nodes.elastic_augment import interpolate_linear, upsample_linear
+from engine.nodes.elastic_augment import interpolate_linear, sample_nearest, upsample_linear
 from engine.pipeline import (
     TrainingKeys,
     build_training_pipeline,
@@ -416,8 +416,8 @@ def test_upsample_and_interpolation_equal_scipy() -> None:
 
 
 def test_interpolation_in_slabs_equals_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Slabs of a few rows (the others: all at once) give bit-identical results, with
-    whole and fractional axes and coordinates clipped at the data's edges."""
+    """Slabs of a few rows give what one slab gives, bit for bit, linear and nearest,
+    with whole and fractional axes and coordinates clipped at the data's edges."""
     rng = np.random.default_rng(3)
     data = rng.random((1, 6, 30, 30)).astype(np.float32)
     grid = np.stack(np.meshgrid(*map(np.arange, (5, 20, 20)), indexing="ij")).astype(np.float32)
@@ -430,6 +430,11 @@ def test_interpolation_in_slabs_equals_one_pass(monkeypatch: pytest.MonkeyPatch)
     whole = interpolate_linear(data, coords)
     monkeypatch.setattr(elastic_augment, "_SLAB_VOXELS", 50)
     np.testing.assert_array_equal(interpolate_linear(data, coords), whole)
+    labels = rng.integers(0, 2**60, data.shape, dtype=np.uint64)
+    monkeypatch.setattr(elastic_augment, "_SLAB_VOXELS", 1 << 30)
+    nearest = sample_nearest(labels, coords)
+    monkeypatch.setattr(elastic_augment, "_SLAB_VOXELS", 50)
+    np.testing.assert_array_equal(sample_nearest(labels, coords), nearest)
     coords[0, 2] += 0.5  # one fractional z section makes z fractional everywhere
     monkeypatch.setattr(elastic_augment, "_SLAB_VOXELS", 1 << 30)
     whole = interpolate_linear(data, coords)
