@@ -31,7 +31,14 @@ from funlib.geometry import Coordinate, Roi
 from engine.config import ProjectConfig
 from engine.errors import InputError
 from engine.input import _INPUT_SCALE, _INPUT_SHIFT, _RAW_SCALE, normalize_raw
-from engine.nodes import AddLsds, BalanceLabels, ElasticAugment, MaskedRandomLocation, Stack
+from engine.nodes import (
+    AddLsds,
+    BalanceLabels,
+    ElasticAugment,
+    MaskedRandomLocation,
+    Pad,
+    Stack,
+)
 from engine.prefetch import Prefetcher
 from engine.targets.lsds import gaussian_radius
 
@@ -414,9 +421,9 @@ def _volume_source(
     source += gp.Normalize(keys.raw, factor=factor)
     # Raw is padded without limit (with 0) so that the network input may reach past
     # the volume; labels and mask only by the labels' reach (see _labels_padding).
-    source += gp.Pad(keys.raw, None)
-    source += gp.Pad(keys.labels, padding)
-    source += gp.Pad(keys.labels_mask, padding)
+    source += Pad(keys.raw, None)
+    source += Pad(keys.labels, padding)
+    source += Pad(keys.labels_mask, padding)
     source += MaskedRandomLocation(
         keys.labels_mask, config.preprocess.min_masked, str(volume), _MAX_LOCATIONS
     )

@@ -3,7 +3,8 @@
 from engine.nodes.add_lsds import AddLsds
 from engine.nodes.balance_labels import BalanceLabels
 from engine.nodes.elastic_augment import ElasticAugment
+from engine.nodes.pad import Pad
 from engine.nodes.random_location import MaskedRandomLocation
 from engine.nodes.stack import Stack
 
-__all__ = ["AddLsds", "BalanceLabels", "ElasticAugment", "MaskedRandomLocation", "Stack"]
+__all__ = ["AddLsds", "BalanceLabels", "ElasticAugment", "MaskedRandomLocation", "Pad", "Stack"]
