@@ -3,7 +3,8 @@
 The volume: 24 x 96 x 96 voxels of 40 x 4 x 4 nm, 150 Voronoi cells (nearest random seed,
 in voxel units, fixed seed), sigma 80 nm, at downsample 1 and at downsample 2 (where
 training computes its targets). Both implementations are timed the same way: one
-thread (BLAS and OpenMP), `REPEATS` runs each, the median.
+thread (BLAS and OpenMP), `REPEATS` runs each after a warm-up, alternating, the median
+of the process' CPU seconds (on a loaded machine wall time mostly measures the load).
 
 Run from the repository root: ``.venv/bin/python bench/lsd.py``. One line per
 downsample factor, ``lsd downsample=<d> speedup_vs_lsd_lite=<ratio> max_abs_diff=<d>
@@ -21,7 +22,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import statistics
 import time
-from collections.abc import Callable
 
 import lsd_lite
 import numpy as np
@@ -48,25 +48,24 @@ def voronoi_labels(shape: tuple[int, ...], cells: int, seed: int) -> np.ndarray:
     return (nearest + 1).reshape(shape).astype(np.uint64)
 
 
-def timed(run: Callable[[], np.ndarray]) -> tuple[np.ndarray, list[float]]:
-    """The result of `run` and the seconds of each of `REPEATS` runs."""
-    times = []
-    result = run()
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - start)
-    return result, times
-
-
 def compare(labels: np.ndarray, downsample: int) -> str:
-    ours, ours_times = timed(lambda: compute_lsds(labels, SIGMA, VOXEL_SIZE, downsample))
-    reference, reference_times = timed(
-        lambda: lsd_lite.get_lsds(labels, SIGMA, VOXEL_SIZE, downsample=downsample)
+    """Both implementations, `REPEATS` runs each after a warm-up, alternating so that
+    both see the same load; CPU seconds of this (single-threaded) process, the median."""
+    runs = (
+        lambda: compute_lsds(labels, SIGMA, VOXEL_SIZE, downsample),
+        lambda: lsd_lite.get_lsds(labels, SIGMA, VOXEL_SIZE, downsample=downsample),
     )
+    ours, reference = (run() for run in runs)
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(REPEATS):
+        for run, record in zip(runs, times, strict=True):
+            start = time.process_time()
+            run()
+            record.append(time.process_time() - start)
+    ours_times, reference_times = times
     print(f"downsample {downsample}")
-    print("  compute_lsds s: " + " ".join(f"{t:.3f}" for t in ours_times))
-    print("  lsd_lite s: " + " ".join(f"{t:.2f}" for t in reference_times))
+    print("  compute_lsds cpu s: " + " ".join(f"{t:.3f}" for t in ours_times))
+    print("  lsd_lite cpu s: " + " ".join(f"{t:.2f}" for t in reference_times))
     diff = np.abs(ours - reference)
     print("  max_abs_diff per channel: " + " ".join(f"{d:.1e}" for d in diff.max(axis=(1, 2, 3))))
     ratio = statistics.median(reference_times) / statistics.median(ours_times)
@@ -80,7 +79,7 @@ def main() -> None:
     labels = voronoi_labels(SHAPE, CELLS, SEED)
     print(
         f"volume {SHAPE} voxel {VOXEL_SIZE} nm, {len(np.unique(labels))} labels, sigma {SIGMA}; "
-        f"one thread, median of {REPEATS} after one warm-up run"
+        f"one thread, median CPU s of {REPEATS} alternating runs after one warm-up run"
     )
     with threadpool_limits(limits=1):
         results = {downsample: compare(labels, downsample) for downsample in DOWNSAMPLES}

@@ -430,16 +430,21 @@ def _label_moments(
     out_lo = points.min(axis=1)
     span = points.max(axis=1) + 1 - out_lo
     tiles = -(-span // _TILE)
-    tile_of = np.ravel_multi_index(tuple((points - out_lo[:, None]) // _TILE), tuple(tiles))
-    order = np.argsort(tile_of, kind="stable")
-    _, first = np.unique(tile_of[order], return_index=True)
-    bounds = [*first[1:], len(order)]
-    for start, stop in zip(first, bounds, strict=True):
-        members = order[start:stop]
+    groups: list[tuple[slice | np.ndarray, np.ndarray, np.ndarray]]
+    if tiles.max() == 1:
+        # one tile, the common case: spare the sort (per-label overhead is the cost)
+        groups = [(slice(None), out_lo, out_lo + span)]
+    else:
+        tile_of = np.ravel_multi_index(tuple((points - out_lo[:, None]) // _TILE), tuple(tiles))
+        order = np.argsort(tile_of, kind="stable")
+        _, first = np.unique(tile_of[order], return_index=True)
+        groups = []
+        for start, stop in zip(first, [*first[1:], len(order)], strict=True):
+            tile = order[start:stop]
+            # the tile shrunk to its points: a label's last tile is often small
+            groups.append((tile, points[:, tile].min(axis=1), points[:, tile].max(axis=1) + 1))
+    for members, lo, hi in groups:
         local = points[:, members]
-        # the tile shrunk to its points: a label's last tile is often small
-        lo = local.min(axis=1)
-        hi = local.max(axis=1) + 1
         in_lo = np.maximum(lo - kernels.radius, box_lo)
         in_hi = np.minimum(hi + kernels.radius, box_hi)
         if np.any(in_hi <= in_lo):
