@@ -12,8 +12,17 @@ this process (no pre-cache workers), draw the same seeds and warm up; then their
 alternate, so that both see the same load on a shared machine, and the ratio is that of
 the total times of the same number of batches.
 
+Then the CREMI geometry, as a new user trains it: the cremi preset unchanged (input
+(132, 268, 268), LSDs and affinities (72, 144, 144), all its augmentations) on a
+synthetic 150 x 420 x 420 volume with cells of 400 nm (a few hundred ids per input, about
+as dense as CREMI's neurons), one thread for everything (BLAS, OpenMP). Its line,
+``pipeline cremi_s_per_batch_core=<s>``, is the median CPU seconds of this process per
+batch (`time.process_time`: what one core spends, less distorted by other load than wall
+time, which is printed too); the goal is 2.0 s, so that 15 cores feed 7 batches/s.
+
 Run from the repository root: ``.venv/bin/python bench/pipeline.py`` (needs ``pip install
-lsds``; ``--profile`` adds a cProfile of our pipeline). The last line is
+lsds``; ``--profile`` adds a cProfile of our pipeline, ``--cremi-only`` skips the
+comparison, ``--cremi-profile`` profiles the CREMI batches). The last line is
 ``pipeline speedup_vs_lsds=<ratio> batches_per_s=<x>``, batches per second being ours.
 """
 
@@ -22,6 +31,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import os
 import pstats
 import statistics
 import sys
@@ -32,7 +42,11 @@ from pathlib import Path
 # The repository root replaces this script's folder on the path: bench/lsd.py would
 # shadow the `lsd` package.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
+# One core: OpenMP and BLAS pools are sized when numpy and scipy load.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import numpy as np  # noqa: E402
 from lsd.train.gp import AddLocalShapeDescriptor  # noqa: E402
 
 import engine.pipeline as training  # noqa: E402
@@ -49,6 +63,13 @@ DOWNSAMPLE = 2
 WARMUP = 2
 BATCHES = 8
 SEED = 0
+
+CREMI_VOLUME_SHAPE = (150, 420, 420)
+# Cell diameter (nm) of the synthetic CREMI-like volume: about 380 ids per input of
+# (132, 268, 268) voxels of (40, 4, 4) nm; synth's default (240 nm) gives some 1,350.
+CREMI_CELL_NM = 400.0
+CREMI_WARMUP = 1
+CREMI_BATCHES = 5
 
 
 def config() -> ProjectConfig:
@@ -143,10 +164,75 @@ def node_profile(cfg: ProjectConfig, volume: Path) -> str:
     return "\n".join(lines)
 
 
+def cremi(profile: bool) -> float:
+    """Median CPU seconds per batch of the cremi preset's pipeline, one thread; prints
+    the times (and a cProfile of the timed batches with `profile`)."""
+    from threadpoolctl import threadpool_limits
+
+    cfg = from_preset("cremi", {"train": {"batch_size": 1}})
+    assert cfg.model.output_shape is not None  # set by validation
+    output = tuple(cfg.model.output_shape)
+    raw, labels = synthesize(
+        CREMI_VOLUME_SHAPE, cfg.data.voxel_size, seed=SEED, cell_size_nm=CREMI_CELL_NM
+    )
+    crop = tuple(slice(0, n) for n in cfg.model.input_shape)
+    print(
+        f"cremi: volume {CREMI_VOLUME_SHAPE}, {int(labels.max())} labels "
+        f"({len(np.unique(labels[crop]))} in one input); input {tuple(cfg.model.input_shape)}"
+        f" -> lsds/affs {output}; {CREMI_BATCHES} batches after {CREMI_WARMUP} warm-up"
+    )
+    cpu: list[float] = []
+    wall: list[float] = []
+    profiler = cProfile.Profile()
+    with tempfile.TemporaryDirectory() as tmp, threadpool_limits(limits=1):
+        volume = Path(tmp) / "cremi.zarr"
+        write_volume(volume, raw, labels, cfg.data.voxel_size)
+        del raw, labels
+        pipeline = training.build_training_pipeline(
+            cfg,
+            [volume],
+            input_shape=cfg.model.input_shape,
+            lsds_shape=output,
+            affs_shape=output,
+            seed=SEED,
+            num_workers=0,
+        )
+        with pipeline:
+            for _ in range(CREMI_WARMUP):
+                pipeline.next_batch()
+            for _ in range(CREMI_BATCHES):
+                start_cpu, start_wall = time.process_time(), time.perf_counter()
+                if profile:
+                    profiler.enable()
+                pipeline.next_batch()
+                if profile:
+                    profiler.disable()
+                cpu.append(time.process_time() - start_cpu)
+                wall.append(time.perf_counter() - start_wall)
+    print("cremi batch cpu s: " + " ".join(f"{t:.2f}" for t in cpu))
+    print("cremi batch wall s: " + " ".join(f"{t:.2f}" for t in wall))
+    if profile:
+        for order in ("tottime", "cumulative"):
+            text = io.StringIO()
+            pstats.Stats(profiler, stream=text).sort_stats(order).print_stats(25)
+            print(text.getvalue())
+    seconds = statistics.median(cpu)
+    print(f"pipeline cremi_s_per_batch_core={seconds:.2f}")
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", action="store_true", help="cProfile our pipeline too")
+    parser.add_argument(
+        "--cremi-only", action="store_true", help="only the CREMI geometry, no comparison"
+    )
+    parser.add_argument("--cremi-profile", action="store_true", help="cProfile the CREMI batches")
     args = parser.parse_args()
+
+    cremi(args.cremi_profile)
+    if args.cremi_only:
+        return
 
     cfg = config()
     raw, labels = synthesize(VOLUME_SHAPE, VOXEL_SIZE, seed=SEED)

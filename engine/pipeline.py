@@ -31,7 +31,15 @@ from funlib.geometry import Coordinate, Roi
 from engine.config import ProjectConfig
 from engine.errors import InputError
 from engine.input import _INPUT_SCALE, _INPUT_SHIFT, _RAW_SCALE, normalize_raw
-from engine.nodes import AddLsds, ElasticAugment, MaskedRandomLocation, defect_augment
+from engine.nodes import (
+    AddLsds,
+    BalanceLabels,
+    ElasticAugment,
+    MaskedRandomLocation,
+    Pad,
+    Stack,
+    defect_augment,
+)
 from engine.prefetch import Prefetcher
 from engine.targets.lsds import gaussian_radius
 
@@ -313,7 +321,7 @@ def build_training_pipeline(
             affinities_mask=keys.affs_mask,
             dtype=np.float32,
         )
-        pipeline += gp.BalanceLabels(keys.gt_affs, keys.affs_weights, keys.affs_mask)
+        pipeline += BalanceLabels(keys.gt_affs, keys.affs_weights, keys.affs_mask)
 
     # Defects after the targets (they never touch labels), on raw in [0, 1] (the paper).
     defects = defect_augment(keys.raw, config, input_c, Path(volumes[0]).parent.parent)
@@ -322,7 +330,7 @@ def build_training_pipeline(
     if config.preprocess.normalize == "minmax":
         pipeline += gp.IntensityScaleShift(keys.raw, _INPUT_SCALE, _INPUT_SHIFT)
     pipeline += gp.Unsqueeze([keys.raw])
-    pipeline += gp.Stack(config.train.batch_size)
+    pipeline += Stack(config.train.batch_size)
     if workers > 0 and seed is not None:
         logger.info("seed %s ignored: %s batch workers draw their own", seed, workers)
 
@@ -420,9 +428,9 @@ def _volume_source(
     source += gp.Normalize(keys.raw, factor=factor)
     # Raw is padded without limit (with 0) so that the network input may reach past
     # the volume; labels and mask only by the labels' reach (see _labels_padding).
-    source += gp.Pad(keys.raw, None)
-    source += gp.Pad(keys.labels, padding)
-    source += gp.Pad(keys.labels_mask, padding)
+    source += Pad(keys.raw, None)
+    source += Pad(keys.labels, padding)
+    source += Pad(keys.labels_mask, padding)
     source += MaskedRandomLocation(
         keys.labels_mask, config.preprocess.min_masked, str(volume), _MAX_LOCATIONS
     )

@@ -134,11 +134,9 @@ class AddLsds(gp.BatchFilter):  # type: ignore[misc]
         labels = batch[self.labels]
         if self.lsds in request:
             roi = request[self.lsds].roi
-            lsds = self._compute(labels)
-            crop = ((roi - labels.spec.roi.begin) / labels.spec.voxel_size).to_slices()
             spec = self.spec[self.lsds].copy()
             spec.roi = roi
-            outputs[self.lsds] = gp.Array(lsds[(slice(None), *crop)], spec)
+            outputs[self.lsds] = gp.Array(self._compute(labels, roi), spec)
 
         if self.lsds_mask is not None and self.lsds_mask in request:
             roi = request[self.lsds_mask].roi
@@ -161,7 +159,8 @@ class AddLsds(gp.BatchFilter):  # type: ignore[misc]
             return Coordinate((0,) * dims)
         return upstream_roi.begin
 
-    def _compute(self, labels: gp.Array) -> np.ndarray:
+    def _compute(self, labels: gp.Array, roi: Roi) -> np.ndarray:
+        """The LSDs over `roi`, from the labels around it."""
         data = labels.data
         if data.ndim != self._grid.dims:
             raise InputError(
@@ -174,5 +173,5 @@ class AddLsds(gp.BatchFilter):  # type: ignore[misc]
         pad = [(0, -s % df) for s in data.shape]
         if any(p for _, p in pad):
             data = np.pad(data, pad)
-        lsds = compute_lsds(data, self._sigma, tuple(labels.spec.voxel_size), df)
-        return lsds[(slice(None), *(slice(0, s) for s in labels.data.shape))]
+        window = ((roi - labels.spec.roi.begin) / labels.spec.voxel_size).to_slices()
+        return compute_lsds(data, self._sigma, tuple(labels.spec.voxel_size), df, window=window)

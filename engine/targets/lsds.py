@@ -18,6 +18,14 @@ main difference from the reference: up to a few 1e-4 on the Pearson channels of 
 objects, and arbitrary where a label is exactly flat along an axis within reach (the
 reference divides its rounding noise by the variance floor; here that Pearson is 0.5).
 Labels with large boxes are done in tiles, so memory stays bounded.
+
+With downsampling (as in the reference: labels strided by d, statistics on that grid,
+each value repeated over its d**dims block) everything is done on the coarse grid: a
+voxel whose block corner has its own label takes the corner's LSD, and only the voxels
+at label boundaries, whose corner holds another label, need their label's statistics at
+that corner, once per (corner, label) pair. So the cost falls with d**dims, as the
+reference's does. A `window` restricts the work to the voxels a caller wants (a
+training batch's output, not the context around it).
 """
 
 from __future__ import annotations
@@ -61,6 +69,7 @@ def compute_lsds(
     voxel_size: Sequence[float],
     downsample: int = 1,
     labels_to_compute: Sequence[int] | np.ndarray | None = None,
+    window: Sequence[slice] | None = None,
 ) -> np.ndarray:
     """Compute the LSDs of a 2D or 3D label array.
 
@@ -72,16 +81,19 @@ def compute_lsds(
             value over its d**dims block (as the reference does); every axis of
             `labels` must be divisible by it.
         labels_to_compute: restrict the LSDs to these ids; other voxels stay 0.
+        window: compute only these voxels (one slice per axis, step 1), equal to
+            ``compute_lsds(labels, …)[:, *window]``: the labels outside the window
+            still count, but no statistics are made for their voxels.
 
     Returns:
-        float32 array (C, *labels.shape), C = 10 in 3D, 6 in 2D, values in [0, 1].
-        3D channels: mean offset z, y, x (offset / sigma * 0.5 + 0.5); variance z, y, x
-        (/ sigma²); Pearson zy, zx, yx (* 0.5 + 0.5); size (Gaussian mass). 2D: offset y,
-        x; variance y, x; Pearson yx; size. Background voxels (and labels not computed)
-        are 0 in every channel.
+        float32 array (C, *shape), shape that of `labels` (or of `window`), C = 10 in 3D,
+        6 in 2D, values in [0, 1]. 3D channels: mean offset z, y, x (offset / sigma *
+        0.5 + 0.5); variance z, y, x (/ sigma²); Pearson zy, zx, yx (* 0.5 + 0.5); size
+        (Gaussian mass). 2D: offset y, x; variance y, x; Pearson yx; size. Background
+        voxels (and labels not computed) are 0 in every channel.
 
     Raises:
-        InputError: bad dimensions, sigma, voxel size or downsample factor.
+        InputError: bad dimensions, sigma, voxel size, downsample factor or window.
     """
     labels = np.asarray(labels)
     if labels.dtype == np.bool_:
@@ -97,81 +109,207 @@ def compute_lsds(
     df = int(downsample)
     if any(s % df for s in labels.shape):
         raise InputError(f"LSD labels shape {labels.shape} is not divisible by downsample {df}")
+    begin, end = _window(window, labels.shape)
 
-    out = np.zeros((channels, labels.size), dtype=np.float32)
-    if labels.size == 0:
-        return out.reshape((channels, *labels.shape))
+    out_shape = tuple(e - b for b, e in zip(begin, end, strict=True))
+    if 0 in out_shape:
+        return np.zeros((channels, *out_shape), dtype=np.float32)
 
-    ids, inverse = np.unique(labels, return_inverse=True)
-    inverse = inverse.reshape(labels.shape)
+    # Everything below works on the downsampled grid ("corners": its points, one per
+    # df**dims block of voxels). A voxel takes the statistics of its label at its
+    # block's corner. Where the corner has the voxel's own label (most voxels), that is
+    # the corner's LSD on the coarse grid; the others ("foreign" voxels, at label
+    # boundaries) need their label's statistics at a corner of another label.
+    sub = labels[tuple(slice(None, None, df) for _ in range(dims))]
+    ids, sub_inverse = _relabel(sub)
     wanted = ids != 0
     if labels_to_compute is not None:
         wanted &= np.isin(ids, _as_ids(labels_to_compute, labels.dtype))
-    if not wanted.any():
-        return out.reshape((channels, *labels.shape))
 
-    sub_inverse = inverse[tuple(slice(None, None, df) for _ in range(dims))]
-    sub_voxel = tuple(v * df for v in voxel_t)
-    kernels = _KernelBank(sigma_t, sub_voxel, sub_inverse.shape)
+    # the window's corners, and the window grown to whole blocks
+    lo = np.array(begin) // df
+    hi = (np.array(end) - 1) // df + 1
+    corner_shape = tuple(int(n) for n in hi - lo)
+    blocks = np.ascontiguousarray(labels[tuple(slice(a * df, b * df) for a, b in zip(lo, hi))])
+    blocks = blocks.reshape(tuple(x for n in corner_shape for x in (n, df)))
+    if labels_to_compute is None:
+        keep = blocks != 0
+    else:
+        keep = np.isin(blocks, ids[wanted])
+        missed = np.setdiff1d(_as_ids(labels_to_compute, labels.dtype), ids)
+        if missed.size:
+            keep |= np.isin(blocks, missed)
 
+    # Pairs (corner, label) of the foreign voxels, each computed once.
+    foreign_voxels = np.empty(0, dtype=np.intp)
+    pair_points = np.empty(0, dtype=np.intp)
+    pair_ids = np.empty(0, dtype=np.intp)
+    voxel_pair = np.empty(0, dtype=np.intp)
+    if df > 1:
+        corner_label = sub[tuple(map(slice, lo, hi))].reshape(_spread_shape(corner_shape))
+        foreign_voxels = np.flatnonzero(keep & (blocks != corner_label))
+    if foreign_voxels.size:
+        where = np.unravel_index(foreign_voxels, blocks.shape)
+        points = np.ravel_multi_index(where[::2], corner_shape)
+        values = blocks.reshape(-1)[foreign_voxels]
+        # a label absent from the coarse grid gets index len(ids): it has no mass anywhere
+        index = np.minimum(np.searchsorted(ids, values), len(ids) - 1)
+        index = np.where(ids[index] == values, index, len(ids))
+        keys, voxel_pair = np.unique(points * (len(ids) + 1) + index, return_inverse=True)
+        pair_points, pair_ids = np.divmod(keys, len(ids) + 1)
+    logger.debug(
+        "LSDs of %d voxels in %s: %d foreign pairs, sigma %s, downsample %d",
+        int(np.prod(out_shape)),
+        labels.shape,
+        len(pair_points),
+        sigma_t,
+        df,
+    )
+    coarse, paired = _requested_descriptors(
+        sub_inverse, wanted, lo, hi, pair_points, pair_ids, sigma_t, voxel_t, df
+    )
+
+    # Upsample: every voxel of a block takes its corner's values, then the foreign
+    # voxels take theirs and voxels not computed are cleared.
+    fine = np.empty((channels, *blocks.shape), dtype=np.float32)
+    fine[...] = coarse.reshape((channels, *_spread_shape(corner_shape)))
+    fine = fine.reshape(channels, -1)
+    if foreign_voxels.size:
+        fine[:, foreign_voxels] = paired[:, voxel_pair]
+    fine *= keep.reshape(1, -1)
+    fine = fine.reshape((channels, *(n * df for n in corner_shape)))
+    crop = tuple(slice(b - a * df, e - a * df) for a, b, e in zip(lo, begin, end, strict=True))
+    result: np.ndarray = fine[(slice(None), *crop)]
+    return np.clip(result, 0.0, 1.0, out=result)
+
+
+def _window(
+    window: Sequence[slice] | None, shape: tuple[int, ...]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The window's begin and end per axis, or InputError."""
+    if window is None:
+        return (0,) * len(shape), shape
+    window = tuple(window)
+    if len(window) != len(shape) or not all(isinstance(w, slice) for w in window):
+        raise InputError(f"LSD window {window} needs one slice per axis of labels {shape}")
+    begin, end = [], []
+    for w, n in zip(window, shape, strict=True):
+        start, stop, step = w.indices(n)
+        if step != 1 or stop < start:
+            raise InputError(f"LSD window {window} must be contiguous slices within {shape}")
+        begin.append(start)
+        end.append(stop)
+    return tuple(begin), tuple(end)
+
+
+def _spread_shape(shape: Sequence[int]) -> tuple[int, ...]:
+    """`shape` with a unit axis after each axis: a coarse array that broadcasts over
+    the (n0, df, n1, df, …) view of its blocks."""
+    return tuple(x for n in shape for x in (n, 1))
+
+
+def _relabel(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(labels, return_inverse=True)` (inverse in labels' shape), without the
+    sort when the ids are small integers, as most label volumes' are."""
+    if labels.size and labels.dtype.kind in "ui":
+        low, high = int(labels.min()), int(labels.max())
+        if low >= 0 and high < 4 * labels.size + (1 << 16):
+            present = np.zeros(high + 1, dtype=np.intp)
+            present[labels.reshape(-1)] = 1
+            ids = np.flatnonzero(present).astype(labels.dtype)
+            lookup = np.cumsum(present) - 1
+            return ids, lookup[labels]
+    ids, inverse = np.unique(labels, return_inverse=True)
+    return ids, inverse.reshape(labels.shape)
+
+
+def _requested_descriptors(
+    sub_inverse: np.ndarray,
+    wanted: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    pair_points: np.ndarray,
+    pair_ids: np.ndarray,
+    sigma: tuple[float, ...],
+    voxel_size: tuple[float, ...],
+    df: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """LSDs at the corners from `lo` to `hi` on the coarse grid `sub_inverse`.
+
+    Returns (C, n_corners) with each corner's LSD for its own label where `wanted`
+    (indexed as the grid's ids), else 0; and (C, P) with label `pair_ids[i]` at corner
+    `pair_points[i]` (flat among the corners; label index len(wanted) stands for a
+    label without voxels on the grid, hence without mass).
+    """
+    dims = sub_inverse.ndim
+    corner_shape = tuple(int(n) for n in hi - lo)
+    n_corners = int(np.prod(corner_shape))
+    # corners first, then the pairs: one destination index for both
+    result = np.zeros((lsd_channels(dims), n_corners + len(pair_points)), dtype=np.float32)
+    sub_voxel = tuple(v * df for v in voxel_size)
+    kernels = _KernelBank(sigma, sub_voxel, sub_inverse.shape)
+    pair_where = np.stack(np.unravel_index(pair_points, corner_shape)) + lo[:, None]
+    pair_order = np.argsort(pair_ids, kind="stable")
+    pair_labels, pair_first = np.unique(pair_ids[pair_order], return_index=True)
+    pairs_of: dict[int, np.ndarray] = {}
+    if len(pair_order):
+        groups = np.split(pair_order, pair_first[1:])
+        pairs_of = dict(zip(pair_labels.tolist(), groups, strict=True))
+    no_pairs = np.empty(0, dtype=np.intp)
     # find_objects wants labels 1..n; index k of `boxes` is the box of ids[k]
-    boxes = ndimage.find_objects(inverse + 1)
-    flat_parts: list[np.ndarray] = []
-    moment_parts: list[np.ndarray] = []
-    corner_parts: list[np.ndarray] = []
+    boxes = ndimage.find_objects(sub_inverse + 1)
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    gathered = 0
 
     def flush() -> None:
         """Turn the moments gathered so far into LSDs, many labels per numpy call but in
-        slices of bounded size (each voxel takes some 300 bytes of temporaries)."""
-        if not flat_parts:
+        slices of bounded size (each point takes some 300 bytes of temporaries)."""
+        if not parts:
             return
-        # a single large label needs no copy
-        flat = flat_parts[0] if len(flat_parts) == 1 else np.concatenate(flat_parts)
-        moments = moment_parts[0] if len(moment_parts) == 1 else np.concatenate(moment_parts, 1)
-        grid_corners = np.concatenate(corner_parts, axis=1) if corner_parts else None
-        for start in range(0, len(flat), _FLUSH_VOXELS):
+        moments, where, destination = (
+            np.concatenate(p, axis=-1) if len(parts) > 1 else p[0] for p in zip(*parts)
+        )
+        parts.clear()
+        for start in range(0, len(destination), _FLUSH_VOXELS):
             part = slice(start, start + _FLUSH_VOXELS)
-            out[:, flat[part]] = _descriptors(
-                moments[:, part],
-                None if grid_corners is None else grid_corners[:, part],
-                sigma_t,
-                sub_voxel,
+            result[:, destination[part]] = _descriptors(
+                moments[:, part], where[:, part], sigma, sub_voxel
             )
-        for parts in (flat_parts, moment_parts, corner_parts):
-            parts.clear()
 
-    logger.debug(
-        "LSDs of %d labels in %s, sigma %s, downsample %d", wanted.sum(), labels.shape, sigma_t, df
-    )
-    gathered = 0
-    for k in np.flatnonzero(wanted):
-        box = boxes[k]
+    unwanted_pairs = [k for k in pairs_of if k >= len(wanted) or not wanted[k]]
+    for k in [*np.flatnonzero(wanted).tolist(), *unwanted_pairs]:
+        members = pairs_of.get(k, no_pairs)
+        box = boxes[k] if k < len(boxes) else None
         if box is None:
-            continue
-        starts = np.array([s.start for s in box])
-        inside = inverse[box] == k
-        voxels = tuple(i + s for i, s in zip(np.nonzero(inside), starts, strict=True))
-        flat_parts.append(np.ravel_multi_index(voxels, labels.shape))
-        if df == 1:
-            mask, corners, lo = inside, voxels, starts
+            if not len(members):
+                continue
+            points = pair_where[:, members]
+            moments = np.zeros((len(kernels.exponent_table), len(members)))
+            destination = n_corners + members
         else:
-            # Each voxel takes the statistics of its block's corner on the downsampled
-            # grid. The label's mask on that grid lies within the corners of its own
-            # voxels, so their box is all the filters need.
-            corners = tuple(i // df for i in voxels)
-            lo = starts // df
-            hi = np.array([s.stop - 1 for s in box]) // df + 1
-            mask = sub_inverse[tuple(map(slice, lo, hi))] == k
-            corner_parts.append(np.stack(corners))
-        local = tuple(c - a for c, a in zip(corners, lo, strict=True))
-        moment_parts.append(_label_moments(mask.astype(np.float64), local, kernels))
-        gathered += len(voxels[0])
+            box_lo = np.array([s.start for s in box])
+            mask = sub_inverse[box] == k
+            # the label's own corners: its grid voxels within the window
+            own_lo = np.maximum(box_lo, lo)
+            own_hi = np.minimum(box_lo + np.array(mask.shape), hi)
+            own = np.empty((dims, 0), dtype=np.intp)
+            if wanted[k] and np.all(own_hi > own_lo):
+                inside = mask[tuple(map(slice, own_lo - box_lo, own_hi - box_lo))]
+                own = np.stack(np.nonzero(inside)) + own_lo[:, None]
+            points = np.concatenate([own, pair_where[:, members]], axis=1)
+            if not points.shape[1]:
+                continue
+            moments = _label_moments(mask.astype(np.float64), box_lo, points, kernels)
+            destination = np.concatenate(
+                [np.ravel_multi_index(tuple(own - lo[:, None]), corner_shape), n_corners + members]
+            )
+        parts.append((moments, points, destination))
+        gathered += len(destination)
         if gathered >= _FLUSH_VOXELS:
             flush()
             gathered = 0
     flush()
-    np.clip(out, 0.0, 1.0, out=out)
-    return out.reshape((channels, *labels.shape))
+    return result[:, :n_corners], result[:, n_corners:]
 
 
 def _per_axis(name: str, value: float | Sequence[float], dims: int) -> tuple[float, ...]:
@@ -276,39 +414,48 @@ _TILE = 64
 
 
 def _label_moments(
-    mask: np.ndarray, points: tuple[np.ndarray, ...], kernels: _KernelBank
+    mask: np.ndarray, box_lo: np.ndarray, points: np.ndarray, kernels: _KernelBank
 ) -> np.ndarray:
-    """Gaussian moments (degree <= 2, about the point) of `mask` at `points` in its box.
+    """Gaussian moments (degree <= 2, about the point) of `mask` at `points`.
 
-    Returns (len(_exponents(dims)), N), rows in `_exponents` order. Values outside the
-    box are taken as 0, which is exact here because the mask is 0 there.
+    `mask` is the label's mask over its bounding box, which starts at `box_lo`;
+    `points` (dims, N) are grid coordinates, inside the box or not. Returns
+    (len(_exponents(dims)), N), rows in `_exponents` order. The filters read only the
+    box (the mask is 0 beyond it) and write only the points' bounding box, in tiles of
+    at most `_TILE` voxels per axis.
     """
-    shape = mask.shape
     dims = mask.ndim
-    if max(shape) <= _TILE:
-        mats = [kernels.matrices(d, 0, n, n) for d, n in enumerate(shape)]
-        return _moments_at(mask, points, mats, kernels.exponent_table)
-
-    moments = np.empty((len(kernels.exponent_table), len(points[0])))
-    tile_of = np.ravel_multi_index(
-        tuple(p // _TILE for p in points), tuple(-(-n // _TILE) for n in shape)
-    )
-    order = np.argsort(tile_of, kind="stable")
-    tiles, first = np.unique(tile_of[order], return_index=True)
-    bounds = [*first[1:], len(order)]
-    for tile, start, stop in zip(tiles, first, bounds, strict=True):
-        members = order[start:stop]
-        out_lo = [int(t) * _TILE for t in np.unravel_index(tile, [-(-n // _TILE) for n in shape])]
-        out_hi = [min(lo + _TILE, n) for lo, n in zip(out_lo, shape, strict=True)]
-        in_lo = [max(lo - r, 0) for lo, r in zip(out_lo, kernels.radius, strict=True)]
-        in_hi = [min(hi + r, n) for hi, r, n in zip(out_hi, kernels.radius, shape, strict=True)]
+    box_hi = box_lo + np.array(mask.shape)
+    moments = np.zeros((len(kernels.exponent_table), points.shape[1]))
+    out_lo = points.min(axis=1)
+    span = points.max(axis=1) + 1 - out_lo
+    tiles = -(-span // _TILE)
+    groups: list[tuple[slice | np.ndarray, np.ndarray, np.ndarray]]
+    if tiles.max() == 1:
+        # one tile, the common case: spare the sort (per-label overhead is the cost)
+        groups = [(slice(None), out_lo, out_lo + span)]
+    else:
+        tile_of = np.ravel_multi_index(tuple((points - out_lo[:, None]) // _TILE), tuple(tiles))
+        order = np.argsort(tile_of, kind="stable")
+        _, first = np.unique(tile_of[order], return_index=True)
+        groups = []
+        for start, stop in zip(first, [*first[1:], len(order)], strict=True):
+            tile = order[start:stop]
+            # the tile shrunk to its points: a label's last tile is often small
+            groups.append((tile, points[:, tile].min(axis=1), points[:, tile].max(axis=1) + 1))
+    for members, lo, hi in groups:
+        local = points[:, members]
+        in_lo = np.maximum(lo - kernels.radius, box_lo)
+        in_hi = np.minimum(hi + kernels.radius, box_hi)
+        if np.any(in_hi <= in_lo):
+            continue  # no mass within reach
         mats = [
-            kernels.matrices(d, out_lo[d] - in_lo[d], out_hi[d] - out_lo[d], in_hi[d] - in_lo[d])
+            kernels.matrices(d, int(lo[d] - in_lo[d]), int(hi[d] - lo[d]), int(in_hi[d] - in_lo[d]))
             for d in range(dims)
         ]
-        local = tuple(p[members] - lo for p, lo in zip(points, out_lo, strict=True))
-        tile_mask = mask[tuple(map(slice, in_lo, in_hi))]
-        moments[:, members] = _moments_at(tile_mask, local, mats, kernels.exponent_table)
+        tile_mask = mask[tuple(map(slice, in_lo - box_lo, in_hi - box_lo))]
+        offsets = tuple(local - lo[:, None])
+        moments[:, members] = _moments_at(tile_mask, offsets, mats, kernels.exponent_table)
     return moments
 
 

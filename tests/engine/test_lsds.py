@@ -224,3 +224,51 @@ def test_bad_arguments(
 ) -> None:
     with pytest.raises(InputError, match=message):
         compute_lsds(labels, sigma, voxel_size, downsample=downsample)
+
+
+@downsamples
+@pytest.mark.parametrize(
+    "window",
+    [
+        (slice(3, 9), slice(5, 27), slice(0, 32)),  # off the downsampled grid
+        (slice(2, 4), slice(8, 16), slice(30, 32)),  # on it, at the border
+        (slice(0, 12), slice(0, 40), slice(0, 32)),  # everything
+    ],
+)
+def test_window_equals_the_crop_of_the_whole(downsample: int, window: tuple[slice, ...]) -> None:
+    """A window gets exactly the whole volume's LSDs there (the node computes only its
+    request's window), also with a label the downsampled grid misses inside it."""
+    labels = voronoi((12, 40, 32), 7, seed=11)
+    labels[:, :3] = 0
+    labels[5, 10:20, 5:30] = 99  # one section: on no corner at downsample 2
+    whole = compute_lsds(labels, SIGMA, ANISOTROPIC, downsample=downsample)
+    part = compute_lsds(labels, SIGMA, ANISOTROPIC, downsample=downsample, window=window)
+    assert part.shape == (10, *(w.stop - w.start for w in window))
+    np.testing.assert_array_equal(part, whole[(slice(None), *window)])
+    assert part[:, labels[window] != 0].any()
+
+    chosen = compute_lsds(
+        labels, SIGMA, ANISOTROPIC, downsample, labels_to_compute=[3, 99], window=window
+    )
+    expected = np.where(np.isin(labels, [3, 99]), whole, 0)[(slice(None), *window)]
+    np.testing.assert_array_equal(chosen, expected)
+
+
+def test_bad_window() -> None:
+    labels = np.ones((4, 8, 8), np.uint64)
+    with pytest.raises(InputError, match="one slice per axis"):
+        compute_lsds(labels, SIGMA, ANISOTROPIC, window=(slice(0, 2), slice(0, 2)))
+    with pytest.raises(InputError, match="contiguous"):
+        compute_lsds(labels, SIGMA, ANISOTROPIC, window=(slice(0, 4, 2), slice(0, 8), slice(0, 8)))
+
+
+def test_large_and_small_ids_give_the_same_lsds() -> None:
+    """Small ids take a lookup table instead of np.unique's sort: same result."""
+    small = voronoi((8, 32, 32), 9, seed=12)
+    small[:, :4] = 0
+    large = np.where(small == 0, 0, small + np.uint64(2**40))
+    for downsample in (1, 2):
+        np.testing.assert_array_equal(
+            compute_lsds(small, SIGMA, ANISOTROPIC, downsample),
+            compute_lsds(large, SIGMA, ANISOTROPIC, downsample),
+        )

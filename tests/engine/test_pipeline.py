@@ -18,8 +18,8 @@ from scipy import ndimage
 from engine.config import ProjectConfig, from_preset
 from engine.data.volume import write_volume
 from engine.errors import InputError
-from engine.nodes import ElasticAugment
-from engine.nodes.elastic_augment import interpolate_linear, upsample_linear
+from engine.nodes import ElasticAugment, elastic_augment
+from engine.nodes.elastic_augment import interpolate_linear, sample_nearest, upsample_linear
 from engine.pipeline import (
     TrainingKeys,
     build_training_pipeline,
@@ -413,6 +413,33 @@ def test_upsample_and_interpolation_equal_scipy() -> None:
         for c in range(2):
             expected = ndimage.map_coordinates(data[c], coords, order=1)
             np.testing.assert_allclose(interpolate_linear(data, coords)[c], expected, atol=1e-5)
+
+
+def test_interpolation_in_slabs_equals_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slabs of a few rows give what one slab gives, bit for bit, linear and nearest,
+    with whole and fractional axes and coordinates clipped at the data's edges."""
+    rng = np.random.default_rng(3)
+    data = rng.random((1, 6, 30, 30)).astype(np.float32)
+    grid = np.stack(np.meshgrid(*map(np.arange, (5, 20, 20)), indexing="ij")).astype(np.float32)
+    coords = (
+        grid
+        + rng.uniform(-1.0, 12.0, grid.shape).astype(np.float32)
+        * np.array([0, 1, 1], dtype=np.float32)[:, None, None, None]
+    )
+    monkeypatch.setattr(elastic_augment, "_SLAB_VOXELS", 1 << 30)
+    whole = interpolate_linear(data, coords)
+    monkeypatch.setattr(elastic_augment, "_SLAB_VOXELS", 50)
+    np.testing.assert_array_equal(interpolate_linear(data, coords), whole)
+    labels = rng.integers(0, 2**60, data.shape, dtype=np.uint64)
+    monkeypatch.setattr(elastic_augment, "_SLAB_VOXELS", 1 << 30)
+    nearest = sample_nearest(labels, coords)
+    monkeypatch.setattr(elastic_augment, "_SLAB_VOXELS", 50)
+    np.testing.assert_array_equal(sample_nearest(labels, coords), nearest)
+    coords[0, 2] += 0.5  # one fractional z section makes z fractional everywhere
+    monkeypatch.setattr(elastic_augment, "_SLAB_VOXELS", 1 << 30)
+    whole = interpolate_linear(data, coords)
+    monkeypatch.setattr(elastic_augment, "_SLAB_VOXELS", 50)
+    np.testing.assert_array_equal(interpolate_linear(data, coords), whole)
 
 
 ELASTIC = {
