@@ -50,6 +50,7 @@ def _checkpoint(project_root: Path) -> tuple[Path, cfg.ProjectConfig, Path]:
     project = init_project("bench", "tiny", root=project_root)
     config = cfg.with_value(project.load_config(), "train.iterations", 1)
     config = cfg.with_value(config, "system.num_workers", 0)
+    config = cfg.with_value(config, "train.validate_every", 0)  # no val/ volumes here
     project.save_config(config)
     raw, labels = synthesize((50, 50, 50), config.data.voxel_size, seed=0)
     write_volume(project.split_dir("train") / "a.zarr", raw, labels, config.data.voxel_size)
