@@ -123,7 +123,7 @@ class TileForward:
         enabled = torch.backends.mkldnn.enabled
 
         def before(module: Any, args: Any) -> None:
-            torch.backends.mkldnn.enabled = False
+            torch.backends.mkldnn.enabled = False  # type: ignore[assignment]
             threads.append(torch.get_num_threads())
             torch.set_num_threads(1)
 
