@@ -3,7 +3,9 @@ a tile's output does not depend on the batch it was in, nor on the thread count.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from engine.predict import AFFS, LSDS, PREDICTIONS
 from engine.project import init_project
 from engine.rundir import RunSpec, write_spec
 from engine.synth import synthesize
+from engine.tile_batcher import TileBatcher
 from engine.tile_forward import TileForward, batch_for, resolve_precision
 from engine.train import main as train_main
 from engine.validator import Validator
@@ -138,3 +141,31 @@ def test_bf16_predictions_stay_within_2_of_255_of_fp32(tmp_path: Path) -> None:
     chosen = min(vois["fp32"], key=vois["fp32"].__getitem__)
     assert abs(vois["bf16"][chosen] - vois["fp32"][chosen]) <= 0.02, vois
     assert abs(min(vois["bf16"].values()) - min(vois["fp32"].values())) <= 0.02, vois
+
+
+def test_the_batcher_gathers_tiles_of_several_threads_and_returns_each_its_own() -> None:
+    sizes: list[int] = []
+
+    def forward(tiles: Sequence[np.ndarray]) -> list[int]:
+        sizes.append(len(tiles))
+        if any(int(t[0]) < 0 for t in tiles):
+            raise ValueError("a negative tile")
+        return [int(t[0]) * 10 for t in tiles]
+
+    batcher = TileBatcher(forward, batch=4, lanes=3)
+    results: dict[int, list[int]] = {}
+
+    def lane(i: int) -> None:
+        results[i] = batcher.run([np.array([i * 100 + k]) for k in range(3)])
+
+    threads = [threading.Thread(target=lane, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {i: [(i * 100 + k) * 10 for k in range(3)] for i in range(3)}
+    assert sum(sizes) == 9 and max(sizes) <= 4  # every tile once, no batch over the limit
+    with pytest.raises(ValueError, match="negative"):
+        batcher.run([np.array([-1])])
+    assert batcher.run([np.array([7])]) == [70]  # the batcher lives on after an error
+    batcher.close()
