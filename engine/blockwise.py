@@ -64,7 +64,15 @@ class BlockFailed(EngineError):
 
 class BlockProcessor(Protocol):
     """What a worker runs: built once per worker, then called once per block; returns
-    SKIPPED for a block it left alone on purpose (outside the mask), else None."""
+    SKIPPED for a block it left alone on purpose (outside the mask), else None.
+
+    A processor may also have `lanes` (an int, default 1): that many threads then call
+    it at once, each serving blocks through a daisy client of its own, so one block's
+    reads and writes overlap another's compute; and `close()`, called after the last
+    block. Each lane holds one block at a time and releases it before asking for the
+    next: a daisy client is bound to its thread, and one told that no blocks are left
+    disconnects, losing any block it still holds.
+    """
 
     def __call__(self, block: Any) -> str | None: ...
 
@@ -176,11 +184,13 @@ class _BlockLog:
         name = f"{_safe(task_id)}.w{worker}.{os.uname().nodename}.{os.getpid()}.jsonl"
         self._file = (folder / name).open("a", buffering=1)
         self.worker = worker
+        self._lock = threading.Lock()  # lanes write too
 
     def write(self, **event: Any) -> None:
         event = {"t": round(time.time(), 3), "worker": self.worker, **event}
-        self._file.write(json.dumps(event) + "\n")
-        self._file.flush()
+        with self._lock:
+            self._file.write(json.dumps(event) + "\n")
+            self._file.flush()
 
 
 def _safe(task_id: str) -> str:
@@ -201,11 +211,41 @@ def serve(run_dir: Path, task_id: str, target: str) -> None:
         gpu=os.environ.get("CUDA_VISIBLE_DEVICES") or None,
     )
     process: BlockProcessor = _import_target(target)(run_dir, task_id)
+    lanes = max(1, int(getattr(process, "lanes", 1)))
+    served = [0] * lanes
+    errors: list[BaseException] = []
+
+    def lane(i: int) -> None:
+        try:
+            served[i] = _serve_lane(daisy.Client(), process, log, task_id)
+        except BaseException as exc:  # re-raised in the worker's main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=lane, args=(i,), name=f"lane-{i}") for i in range(1, lanes)]
+    try:
+        for thread in threads:
+            thread.start()
+        served[0] = _serve_lane(client, process, log, task_id)  # lane 0: this thread's client
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+    finally:
+        close = getattr(process, "close", None)
+        if close is not None:
+            close()
+    log.write(type="worker", status="finished", task=task_id, blocks=sum(served))
+
+
+def _serve_lane(client: Any, process: BlockProcessor, log: _BlockLog, task_id: str) -> int:
+    """Blocks from `client`, one at a time, until none are left; how many were done."""
+    import daisy.v2 as daisy
+
     served = 0
     while True:
         with client.acquire_block() as block:
             if block is None:
-                break
+                return served
             offset = tuple(int(v) for v in block.write_roi.offset)
             log.write(type="block", task=task_id, offset=offset, status="running")
             start = time.monotonic()
@@ -227,7 +267,6 @@ def serve(run_dir: Path, task_id: str, target: str) -> None:
                 status=SKIPPED if result == SKIPPED else "done",
                 seconds=round(time.monotonic() - start, 3),
             )
-    log.write(type="worker", status="finished", task=task_id, blocks=served)
 
 
 STOPPING = "STOPPING"

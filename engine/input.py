@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from engine.errors import InputError
@@ -30,4 +32,21 @@ def normalize_raw(raw_uint8: np.ndarray, method: str = "minmax") -> np.ndarray:
     out = raw.astype(np.float32)
     out *= np.float32(_RAW_SCALE * _INPUT_SCALE)
     out += np.float32(_INPUT_SHIFT)
+    return out
+
+
+def normalize_raw_tensor(raw: Any, method: str = "minmax") -> Any:
+    """`normalize_raw` for a torch tensor, on its device, with the same float32 operations
+    (so the same values): prediction sends uint8 to the GPU and normalises there."""
+    import torch
+
+    if method == "none":
+        return raw.to(torch.float32)
+    if method != "minmax":
+        raise InputError(f"unknown raw normalization {method!r}: use 'minmax' or 'none'")
+    if raw.dtype != torch.uint8:
+        raise InputError(f"normalize_raw_tensor expects uint8 raw, got {raw.dtype}")
+    out = raw.to(torch.float32)
+    out *= float(np.float32(_RAW_SCALE * _INPUT_SCALE))
+    out += float(np.float32(_INPUT_SHIFT))
     return out

@@ -4,9 +4,11 @@ One daisy task per volume (the project's `test/` volumes unless run.toml names o
 write blocks of `predict.block_shape` (a multiple of the model output), each reading the
 model's context around it; the outputs `pred_affs` and `pred_lsds` (uint8, channels
 first, voxel size and offset of the raw) are chunked to the write block, so no two
-blocks share a chunk. Workers load the checkpoint once and predict each block tile by
-tile, the same way in every worker: the result does not depend on how many workers ran
-or in what order, and equals `predict_in_process`.
+blocks share a chunk. Workers load the checkpoint once and keep the device busy: several
+blocks in flight per worker, their tiles run in batches of `predict.batch_size` in
+`predict.precision` (engine.tile_forward), reads and writes overlapping the forward pass.
+A tile's output does not depend on its batch: the result does not depend on how many
+workers ran, the batch size or the order of blocks, and equals `predict_in_process`.
 
 Each output records the hash of the checkpoint and of the settings that shape the
 prediction. A run started again on outputs with the same hashes does only the blocks
@@ -18,10 +20,12 @@ not yet done (daisy's records beside the output); other hashes are refused unles
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +120,8 @@ def settings_hash(config: ProjectConfig) -> str:
         "neighborhood": config.affinity_neighborhood(),
         "voxel_size": list(config.data.voxel_size),
         "normalize": config.preprocess.normalize,
+        # Not the batch size: it does not change a value.
+        "precision": config.predict.precision,
         "block_shape": config.block_shape(),
         "context": config.context(),
     }
@@ -259,11 +265,19 @@ class Predictor:
     """A worker's model: loaded once, then called per block (engine.blockwise protocol).
 
     Built from a run (`from_run`, what workers do) or around a model already in memory
-    (validation during training): either way every block goes through `predict_block`.
+    (validation during training): either way every block goes through `predict_block`
+    (read the raw with its context, cut it into tiles, run them, write the outputs).
+    `lanes` threads call it at once, each with a block of its own, while one thread
+    runs the tiles of all of them through the model in batches (engine.tile_batcher):
+    the reads and writes of some blocks overlap the forward pass of others. A block is
+    reported done only when `predict_block` has returned, after its write.
     """
 
     def __init__(self, config: ProjectConfig, plan: VolumePlan, model: Any, device: Any) -> None:
         import zarr
+
+        from engine.tile_batcher import TileBatcher
+        from engine.tile_forward import TileForward
 
         self.config = config
         self.plan = plan
@@ -276,6 +290,27 @@ class Predictor:
         self.arrays = {name: root[name] for name in _OUTPUTS[config.train.model_type]}
         self.raw = zarr.open(str(plan.source / RAW), mode="r")
         self.mask = Mask(plan.source, plan.mask, plan.voxel_size) if plan.mask else None
+        keys = {"lsds": LSDS, "affs": AFFS}
+        self.forward = TileForward(
+            model,
+            device,
+            outputs={n: keys[n] for n in model.output_names if keys.get(n) in self.arrays},
+            input_shape=self.input_shape,
+            output_shape=self.output_shape,
+            batch_size=config.predict.batch_size,
+            precision=config.predict.precision,
+            normalize=config.preprocess.normalize,
+        )
+        self.block_voxels = [b // v for b, v in zip(plan.grid.block, plan.voxel_size)]
+        self.tile_starts = list(
+            itertools.product(
+                *[range(0, b, o) for b, o in zip(self.block_voxels, self.output_shape)]
+            )
+        )
+        # Blocks in flight: enough to fill the batch on the device, the next one being
+        # read and the last one being written.
+        self.lanes = 3 * -(-self.forward.batch // len(self.tile_starts))
+        self.batcher = TileBatcher(self.forward, self.forward.batch, self.lanes)
 
     @classmethod
     def from_run(cls, run_dir: Path, task_id: str, device: str | None = None) -> Predictor:
@@ -311,7 +346,15 @@ class Predictor:
                 f"{config.train.model_type.value}"
             )
         model.load_state_dict(state["model"])
-        return cls(config, plan, model.to(where).eval(), where)
+        worker = cls(config, plan, model.to(where).eval(), where)
+        logger.info(
+            "predicting on %s in %s, batches of %d tiles, %d blocks in flight",
+            where,
+            worker.forward.precision,
+            worker.forward.batch,
+            worker.lanes,
+        )
+        return worker
 
     def __call__(self, block: Any) -> str | None:
         start = tuple(int(v) for v in block.write_roi.offset)
@@ -324,56 +367,71 @@ class Predictor:
         """Whether the block has no masked voxel: its output stays 0 (the fill value)."""
         return self.mask is not None and not self.mask.covers(write_start, self.plan.grid.block)
 
-    def predict_block(self, write_start: Sequence[int]) -> None:
-        from engine.input import normalize_raw
+    def close(self) -> None:
+        """End the batching thread (after the last block)."""
+        self.batcher.close()
 
-        grid, voxel = self.plan.grid, self.plan.voxel_size
+    def predict_block(self, write_start: Sequence[int]) -> None:
+        """One block: read, predict, write. Several threads call it at once."""
+        raw = self.read_block(write_start)
+        self.write_block(write_start, self.predict_raw(raw))
+
+    def read_block(self, write_start: Sequence[int]) -> np.ndarray:
+        """The raw of the block at `write_start` with its context (zeros outside)."""
+        grid = self.plan.grid
         read_start = [w - c for w, c in zip(write_start, grid.context)]
         read_shape = [b + 2 * c for b, c in zip(grid.block, grid.context)]
         raw_offset = self.plan.raw_offset or grid.offset
-        raw = read_window(self.raw, voxel, raw_offset, read_start, read_shape)
-        x = normalize_raw(raw, self.config.preprocess.normalize)
-        outputs = self._predict_tiles(x)
+        return read_window(self.raw, self.plan.voxel_size, raw_offset, read_start, read_shape)
+
+    def predict_raw(self, raw: np.ndarray) -> dict[str, np.ndarray]:
+        """The uint8 outputs of one block's raw, its tiles run through the batcher."""
+        tiles = [
+            raw[tuple(slice(a, a + s) for a, s in zip(at, self.input_shape))]
+            for at in self.tile_starts
+        ]
+        predicted = self.batcher.run(tiles)
+        if len(predicted) == 1:  # the block is one tile: its outputs are the block's
+            return dict(predicted[0])
+        result: dict[str, np.ndarray] = {}
+        for at, outputs in zip(self.tile_starts, predicted):
+            target = tuple(slice(a, a + o) for a, o in zip(at, self.output_shape))
+            for key, value in outputs.items():
+                if key not in result:
+                    result[key] = np.empty((value.shape[0], *self.block_voxels), np.uint8)
+                result[key][(slice(None), *target)] = value
+        return result
+
+    def write_block(self, write_start: Sequence[int], outputs: dict[str, np.ndarray]) -> None:
+        grid, voxel = self.plan.grid, self.plan.voxel_size
         for name, data in outputs.items():
             write_window(self.arrays[name], voxel, grid.offset, write_start, data)
 
-    def _predict_tiles(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Model outputs for one block, tile by tile, quantised to uint8."""
-        import torch
+    def predict_blocks(self, starts: Sequence[Sequence[int]]) -> None:
+        """The blocks at `starts`, in this process, `lanes` at a time; the first error
+        stops the rest and is raised."""
+        pending = iter(list(starts))
+        lock = threading.Lock()
+        errors: list[BaseException] = []
 
-        out_shape, in_shape = self.output_shape, self.input_shape
-        block = [b // v for b, v in zip(self.plan.grid.block, self.plan.voxel_size)]
-        tiles = [range(0, b, o) for b, o in zip(block, out_shape)]
-        result: dict[str, np.ndarray] = {}
-        with torch.inference_mode():
-            for corner in np.ndindex(*[len(t) for t in tiles]):
-                at = [t[i] for t, i in zip(tiles, corner)]
-                window = tuple(slice(a, a + s) for a, s in zip(at, in_shape))
-                tensor = torch.from_numpy(np.ascontiguousarray(x[window]))[None, None]
-                predicted = self.model(tensor.to(self.device))
-                if not isinstance(predicted, tuple):
-                    predicted = (predicted,)
-                for name, value in zip(self.model.output_names, predicted):
-                    key = LSDS if name == "lsds" else AFFS
-                    if key not in self.arrays:
-                        continue
-                    array = _center_crop(value[0].float().cpu().numpy(), out_shape)
-                    if key not in result:
-                        result[key] = np.empty((array.shape[0], *block), dtype=np.uint8)
-                    target = tuple(slice(a, a + o) for a, o in zip(at, out_shape))
-                    result[key][(slice(None), *target)] = _to_uint8(array)
-        return result
+        def lane() -> None:
+            while not errors:
+                with lock:
+                    start = next(pending, None)
+                if start is None:
+                    return
+                try:
+                    self.predict_block(start)
+                except BaseException as exc:
+                    errors.append(exc)
 
-
-def _center_crop(array: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """Channels-first `array` cropped to `shape` around its center (stage-1 LSDs of ACLSD)."""
-    spatial = array.shape[1:]
-    starts = [(s - t) // 2 for s, t in zip(spatial, shape)]
-    return array[(slice(None), *(slice(a, a + t) for a, t in zip(starts, shape)))]
-
-
-def _to_uint8(array: np.ndarray) -> np.ndarray:
-    return np.rint(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
+        threads = [threading.Thread(target=lane, name=f"predict-{i}") for i in range(self.lanes)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
 
 
 def predictor(run_dir: Path, task_id: str) -> Predictor:
@@ -382,10 +440,13 @@ def predictor(run_dir: Path, task_id: str) -> Predictor:
 
 
 def predict_every_block(worker: Predictor) -> None:
-    """Every block of the worker's volume, in grid order, in this process."""
-    for start in worker.plan.grid.block_offsets():
-        if not worker.skips(start):
-            worker.predict_block(start)
+    """Every block of the worker's volume (those the mask leaves out skipped), in this
+    process; then the worker is closed."""
+    try:
+        starts = worker.plan.grid.block_offsets()
+        worker.predict_blocks([start for start in starts if not worker.skips(start)])
+    finally:
+        worker.close()
 
 
 def predict_in_process(run_dir: Path, device: str = "cpu") -> None:

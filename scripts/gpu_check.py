@@ -6,8 +6,11 @@
    checked against fp32 (torch 2.9 turned cuDNN off for bf16 conv3d after silently wrong
    results with cuDNN 9.8-9.10); then the trainer runs end to end with real batches from
    the gunpowder pipeline (`--e2e-variant`): iterations/s and the data_wait share.
-2. Predict a synthetic cremi-like volume blockwise from that checkpoint with 1 and with
-   4 workers (all on GPU 0): blocks per second and GPU utilisation sampled with pynvml.
+2. Predict a synthetic cremi-like volume blockwise from that checkpoint with one worker
+   on GPU 0, in fp32 and bf16 and with batch sizes 1 and 4: voxels per second and GPU
+   utilisation sampled with pynvml (over the run, and while blocks were being done);
+   then how far bf16 is from fp32 (share of voxels within 2/255) and whether batch
+   sizes agree bitwise.
 
 `--cpu --preset tiny` runs the same steps on the CPU, to check the script itself on a
 machine without a GPU.
@@ -29,10 +32,11 @@ sys.path.insert(0, str(ROOT))
 
 
 class _Utilisation:
-    """GPU utilisation (%) sampled every 0.1 s while a block of code runs."""
+    """GPU utilisation (%) sampled every 0.1 s while a block of code runs, with the time
+    of each sample (so a window, e.g. while blocks were being done, can be averaged)."""
 
     def __init__(self, index: int = 0) -> None:
-        self.samples: list[int] = []
+        self.samples: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._handle = None
         try:
@@ -56,13 +60,19 @@ class _Utilisation:
     def _loop(self) -> None:
         while self._handle is not None and not self._stop.wait(0.1):
             rates = self._nvml.nvmlDeviceGetUtilizationRates(self._handle)
-            self.samples.append(int(rates.gpu))
+            self.samples.append((time.time(), int(rates.gpu)))
 
-    def summary(self) -> str:
+    def summary(self, window: tuple[float, float] | None = None) -> str:
+        """Mean and max over the whole run, and the mean within `window` (epoch seconds)."""
         if not self.samples:
-            return "gpu_util_mean=n/a gpu_util_max=n/a"
-        mean = sum(self.samples) / len(self.samples)
-        return f"gpu_util_mean={mean:.0f}% gpu_util_max={max(self.samples)}%"
+            return "gpu_util_mean=n/a gpu_util_max=n/a gpu_util_steady=n/a"
+        values = [u for _, u in self.samples]
+        inside = [u for t, u in self.samples if window and window[0] <= t <= window[1]]
+        steady = f"{sum(inside) / len(inside):.0f}%" if inside else "n/a"
+        return (
+            f"gpu_util_mean={sum(values) / len(values):.0f}% gpu_util_max={max(values)}% "
+            f"gpu_util_steady={steady}"
+        )
 
 
 def _variant(name: str) -> dict[str, object]:
@@ -272,12 +282,29 @@ def _train(
 
 
 def _predict(
-    project: Path, config: object, checkpoint: Path, workers: int, gpus: list[int]
-) -> None:
+    project: Path,
+    config: object,
+    checkpoint: Path,
+    workers: int,
+    gpus: list[int],
+    precision: str,
+    batch_size: int,
+) -> Path:
+    """One predict run in a subprocess, as a user starts it; prints its line, returns the
+    output volume (for the comparisons)."""
+    import math
+
+    import zarr
+
+    from engine import config as cfg
     from engine.events import read_events
     from engine.rundir import Resources, RunSpec, write_spec
 
-    name = f"predict-{workers}"
+    config = cfg.with_value(config, "predict.precision", precision)  # type: ignore[arg-type]
+    config = cfg.with_value(config, "predict.batch_size", batch_size)
+    # A run given 1 worker would take predict.num_workers: set it too.
+    config = cfg.with_value(config, "predict.num_workers", workers)
+    name = f"predict-{workers}-{precision}-{batch_size}"
     run_dir = project / "runs" / name
     write_spec(
         run_dir,
@@ -285,7 +312,7 @@ def _predict(
             id=name,
             kind="predict",
             project=str(project),
-            config=config,  # type: ignore[arg-type]
+            config=config,
             inputs={"checkpoint": str(checkpoint)},
             resources=Resources(workers=workers, gpus=gpus),
         ),
@@ -306,18 +333,52 @@ def _predict(
     wall = time.monotonic() - start
     if code != 0:
         print((run_dir / "log.txt").read_text()[-4000:])
-        raise SystemExit(f"gpu_check: predict with {workers} workers failed ({code})")
+        raise SystemExit(f"gpu_check: predict {name} failed ({code})")
     events, _ = read_events(run_dir / "events.jsonl")
     result = next(e for e in reversed(events) if e["type"] == "result")
+    block_voxels = math.prod(config.block_shape())
+    output = Path(result["outputs"][0])
+    volume_voxels = math.prod(zarr.open(str(output / "pred_affs"), mode="r").shape[1:])
     # Once every worker has its model loaded: the rate a long run settles at.
     done = sorted(e["t"] for e in events if e["type"] == "block" and e["status"] == "done")
-    skip = min(workers, len(done) // 4)
-    steady = (len(done) - 1 - skip) / max(done[-1] - done[skip], 1e-9) if len(done) > 2 else 0
+    skip = min(workers * config.predict.batch_size, len(done) // 4)
+    steady_s = done[-1] - done[skip] if len(done) > skip + 1 else 0.0
+    steady = (len(done) - 1 - skip) * block_voxels / steady_s if steady_s > 0 else 0.0
+    window = (done[skip], done[-1]) if steady_s > 0 else None
     print(
-        f"gpu_check predict workers={workers} blocks={result['blocks']} "
-        f"wall_s={wall:.1f} task_s={result['seconds']:.1f} "
-        f"blocks_per_s={result['blocks_per_s']:.2f} steady_blocks_per_s={steady:.2f} "
-        f"{util.summary()}",
+        f"gpu_check predict workers={workers} precision={precision} batch={batch_size} "
+        f"blocks={result['blocks']} wall_s={wall:.1f} task_s={result['seconds']:.1f} "
+        f"voxels_per_s={volume_voxels / result['seconds']:.3g} "
+        f"steady_voxels_per_s={f'{steady:.3g}' if steady else 'n/a'} "
+        f"blocks_per_s={result['blocks_per_s']:.2f} "
+        f"{util.summary(window)}",
+        flush=True,
+    )
+    return output
+
+
+def _compare(outputs: dict[str, Path], a: str, b: str) -> None:
+    """How far two predictions of the same volume are apart: the share of values within
+    2/255, the share equal, the largest difference (all channels of both outputs)."""
+    import numpy as np
+    import zarr
+
+    within = equal = total = 0
+    worst = 0
+    # A corner of up to 32 x 432 x 432 voxels (tens of millions of values per output):
+    # the whole volume would cost more time than the predictions.
+    corner = (slice(None), slice(0, 32), slice(0, 432), slice(0, 432))
+    for name in ("pred_affs", "pred_lsds"):
+        x = zarr.open(str(outputs[a] / name), mode="r")[corner].astype(np.int16)
+        y = zarr.open(str(outputs[b] / name), mode="r")[corner].astype(np.int16)
+        diff = np.abs(x - y)
+        within += int((diff <= 2).sum())
+        equal += int((diff == 0).sum())
+        total += diff.size
+        worst = max(worst, int(diff.max()))
+    print(
+        f"gpu_check predict_compare {a} vs {b}: within_2_of_255={within / total:.5f} "
+        f"equal={equal / total:.5f} max_diff={worst}",
         flush=True,
     )
 
@@ -328,7 +389,7 @@ def main() -> int:
     parser.add_argument("--preset", default="cremi")
     parser.add_argument("--cpu", action="store_true", help="Run the steps on the CPU.")
     parser.add_argument("--shape", default="144,432,432", help="Predicted volume, z,y,x.")
-    parser.add_argument("--workers", default="1,4")
+    parser.add_argument("--workers", default="1", help="Predict workers (all on GPU 0), e.g. 1,4.")
     parser.add_argument(
         "--train-variants",
         default=None,
@@ -351,6 +412,15 @@ def main() -> int:
         default=None,
         help="system.num_workers of the end-to-end run (default: auto on CUDA, 0 on the CPU).",
     )
+    parser.add_argument("--precisions", default="fp32,bf16", help="predict.precision values.")
+    parser.add_argument("--batch-sizes", default="1,4", help="predict.batch_size values.")
+    parser.add_argument(
+        "--tile-yx",
+        type=int,
+        default=None,
+        help="The predicted volume is the synthetic one repeated this often along y and x "
+        "(more blocks, no more synthesis; default 2 on a GPU, 1 with --cpu).",
+    )
     args = parser.parse_args()
 
     import torch
@@ -362,6 +432,8 @@ def main() -> int:
             "build): nothing to check here"
         )
         return 0
+    import numpy as np
+
     from engine import config as cfg
     from engine.data.volume import write_volume
     from engine.synth import synthesize
@@ -396,7 +468,10 @@ def main() -> int:
         write_volume(project / "train" / "synth.zarr", raw, labels, config.data.voxel_size)
         shape = tuple(int(v) for v in args.shape.split(","))
         raw, labels = synthesize(shape, config.data.voxel_size, seed=1)
-        write_volume(project / "test" / "synth.zarr", raw, labels, config.data.voxel_size)
+        repeat = args.tile_yx or (1 if args.cpu else 2)
+        # Prediction needs no labels (nor writing 8 bytes a voxel of them).
+        raw = np.tile(raw, (1, repeat, repeat))
+        write_volume(project / "test" / "synth.zarr", raw, None, config.data.voxel_size)
         print(f"gpu_check: synthetic volumes in {time.monotonic() - t0:.1f} s", flush=True)
         device = torch.device("cuda:0" if cuda else "cpu")
         default = "fp32,bf16,fp16,bf16+cl,bf16+cl+compile" if cuda else "fp32,bf16,fp32+cl"
@@ -419,8 +494,23 @@ def main() -> int:
         for variant in variants:
             _train_variant(config, variant, device, args.train_warmup, args.train_steps, flops)
         checkpoint = _train(project, config, args.iterations, cuda, args.e2e_variant)
+        outputs = {}
         for workers in (int(w) for w in args.workers.split(",")):
-            _predict(project, config, checkpoint, workers, [0] if cuda else [])
+            for precision in args.precisions.split(","):
+                for batch in (int(b) for b in args.batch_sizes.split(",")):
+                    key = f"w{workers}/{precision}/b{batch}"
+                    outputs[key] = _predict(
+                        project, config, checkpoint, workers, [0] if cuda else [], precision, batch
+                    )
+        # Precision against fp32, and batch size against the first (bitwise: equal=1).
+        keys = list(outputs)
+        for key in keys:
+            workers_, precision, batch_ = key.split("/")
+            if precision != "fp32" and f"{workers_}/fp32/{batch_}" in outputs:
+                _compare(outputs, f"{workers_}/fp32/{batch_}", key)
+            first = next(k for k in keys if k.startswith(f"{workers_}/{precision}/"))
+            if key != first:
+                _compare(outputs, first, key)
     return 0
 
 

@@ -66,17 +66,21 @@ def _predict_run(
     volumes: list[str],
     workers: int = 2,
     gpus: tuple[int, ...] = (),
+    batch_size: int | None = None,
     **inputs: object,
 ) -> Path:
     checkpoint = sorted((project.runs_dir / "train" / "checkpoints").glob("*.pt"))[-1]
     run_dir = project.runs_dir / name
+    config = project.load_config()
+    if batch_size is not None:
+        config = cfg.with_value(config, "predict.batch_size", batch_size)
     write_spec(
         run_dir,
         RunSpec(
             id=name,
             kind="predict",
             project=str(project.path),
-            config=project.load_config(),
+            config=config,
             inputs={
                 "checkpoint": str(checkpoint),
                 "volumes": [str(project.split_dir("test") / v) for v in volumes],
@@ -110,10 +114,11 @@ def _outputs(run_dir: Path, volume: str) -> dict[str, np.ndarray]:
 
 
 def _reference(project: Project, volume: str) -> dict[str, np.ndarray]:
-    """The same checkpoint, every block in one process, in grid order."""
+    """The same checkpoint, every block in one process (all cores' threads), one tile a
+    batch (the runs compared with it use other batch sizes)."""
     run_dir = project.runs_dir / f"reference-{volume}"
     if not run_dir.exists():
-        run_dir = _predict_run(project, run_dir.name, [volume], workers=1)
+        run_dir = _predict_run(project, run_dir.name, [volume], workers=1, batch_size=1)
         spec = read_spec(run_dir)
         config = network_config(spec)
         hashes = {
@@ -157,7 +162,9 @@ def _worker_pids(session: int) -> list[int]:
 
 
 def test_two_workers_equal_one_process_bitwise(trained: Project) -> None:
-    run_dir = _predict_run(trained, "two-workers", ["small.zarr"])
+    # Batches of 3 tiles in 2 workers of 1 thread against batches of 1 in one process
+    # of 2 threads: the same bits.
+    run_dir = _predict_run(trained, "two-workers", ["small.zarr"], batch_size=3)
     assert _predict(run_dir) == 0, (run_dir / "log.txt").read_text()[-3000:]
     got, want = _outputs(run_dir, "small.zarr"), _reference(trained, "small.zarr")
     for name in (AFFS, LSDS):
