@@ -513,8 +513,10 @@ def run(run_dir: Path, overwrite: bool, events: EventWriter) -> int:
             validation["voi"],
         )
     predict = spec.config.predict
-    executor = spec.resources.executor if spec.resources.executor != "local" else predict.executor
-    workers = spec.resources.workers if spec.resources.workers > 1 else predict.num_workers
+    # The resolver (engine.resolve, which every run goes through) has already defaulted
+    # these from predict.num_workers and predict.executor: taken as they are, an explicit
+    # `--workers 1` or `--executor local` means what it says.
+    executor, workers = spec.resources.executor, spec.resources.workers
     total = sum(p.grid.num_blocks for p in plans)
     # Run by hand (no daemon reserved any): the GPUs this process may use, one a worker.
     gpus = list(spec.resources.gpus) or (visible_gpus() if executor == "local" else [])

@@ -525,3 +525,15 @@ def test_a_region_with_a_mask_predicts_the_crop_and_skips_empty_blocks(trained: 
     zarr.open(str(volume / "tissue"), mode="r+")[:] = tissue
     assert _predict(run_dir) == 2
     assert "another region" in (run_dir / "log.txt").read_text()
+
+
+def test_one_worker_asked_for_is_one_worker(trained: Project) -> None:
+    # predict.num_workers is a default the resolver applies, not a floor: `--workers 1`
+    # used to become predict.num_workers inside engine.predict.
+    spec = read_spec(_predict_run(trained, "one-worker-draft", ["small.zarr"], workers=1))
+    run_dir = trained.runs_dir / "one-worker"
+    config = cfg.with_value(spec.config, "predict.num_workers", 3)
+    write_spec(run_dir, spec.model_copy(update={"id": "one-worker", "config": config}))
+    assert _predict(run_dir) == 0, (run_dir / "log.txt").read_text()[-3000:]
+    started = [e for e in _events(run_dir, "worker") if e["status"] == "started"]
+    assert [e["worker"] for e in started] == [0]
