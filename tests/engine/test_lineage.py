@@ -251,7 +251,8 @@ def test_prepare_segment_and_evaluate_pick_their_parents(project: Path) -> None:
     segment_run = make_segment_run(project)
     evaluate = _prepare(project, "evaluate", overrides={}, workers=None)
     assert evaluate["inputs"] == {"segment_run": str(segment_run.absolute())}
-    assert evaluate["resources"] == {"gpus": [], "workers": 1, "executor": "local"}
+    # Evaluate counts blockwise: its workers default to predict.num_workers, like segment.
+    assert evaluate["resources"] == {"gpus": [], "workers": 2, "executor": "local"}
 
 
 def test_prepare_writes_run_toml_with_resources_and_answer_refuses_in_one_line(
