@@ -91,7 +91,7 @@ class Prefetcher:
                 continue
             if isinstance(item, _Failure):
                 raise EngineError(f"making a training batch failed:\n{item.text}")
-            return _from_shared(item)
+            return _from_shared(item) if self.shared_memory else item
 
     def __exit__(
         self,
@@ -129,10 +129,15 @@ def _to_shared(item: Any) -> Any:
         return item
     import torch
 
-    return {
-        k: torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v
-        for k, v in item.items()
-    }
+    def shared(value: Any) -> Any:
+        if not isinstance(value, np.ndarray):
+            return value
+        try:
+            return torch.from_numpy(np.ascontiguousarray(value))
+        except TypeError:  # a dtype torch has no tensor for: pickled as it is
+            return value
+
+    return {k: shared(v) for k, v in item.items()}
 
 
 def _from_shared(item: Any) -> Any:

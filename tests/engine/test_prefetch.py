@@ -20,6 +20,7 @@ def _produce() -> Callable[[], Any]:
         return {
             "raw": np.full((2, 3, 4), i, np.float32),
             "labels": np.arange(24, dtype=np.uint64).reshape(2, 3, 4) + np.uint64(2**40),
+            "names": np.array(["a", "b"]),  # no torch dtype: pickled as it is
             "step": i,
         }
 
@@ -33,6 +34,7 @@ def test_items_arrive_whole_through_either_transport(shared: bool) -> None:
     for item in items:
         assert isinstance(item["raw"], np.ndarray) and item["raw"].dtype == np.float32
         assert np.all(item["raw"] == item["step"])
+        assert item["names"].tolist() == ["a", "b"]
         assert item["labels"].dtype == np.uint64
         assert int(item["labels"][1, 2, 3]) == 2**40 + 23  # past float and int32 range
         item["raw"][0, 0, 0] = -1  # the trainer may write into what it gets
