@@ -235,6 +235,8 @@ def measure(
 ) -> dict:
     """Make the data, segment it, evaluate it: times, peaks per process, disk used."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="lsdctl-scale-", dir=keep)
     root = Path(tmp)
     try:
