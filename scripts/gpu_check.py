@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -110,23 +111,27 @@ def _sync(device: object) -> None:
         torch.cuda.synchronize()
 
 
+def _build_model(config: Any, device: Any) -> Any:
+    """The config's network on `device` (every check builds the same one)."""
+    from engine.models import build_model
+
+    neighborhood = len(config.affinity_neighborhood())
+    return build_model(config.train.model_type, config.model, config.data.dims, neighborhood).to(
+        device
+    )
+
+
 def _step_flops(config: object, device: object) -> float:
     """FLOP of one training iteration (forward and backward), counted once in fp32."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from engine.distributed import Ranks
-    from engine.models import build_model
     from engine.precision import resolve_precision
     from engine.train_step import TrainStep
 
     model_type = config.train.model_type  # type: ignore[attr-defined]
-    model = build_model(
-        model_type,
-        config.model,
-        config.data.dims,
-        len(config.affinity_neighborhood()),  # type: ignore[attr-defined]
-    ).to(device)
+    model = _build_model(config, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
     step = TrainStep(model, model_type, optimizer, resolve_precision("fp32", device), Ranks())
     tensors = _fixed_batch(config, model, device)
@@ -143,7 +148,6 @@ def _train_variant(
     import torch
 
     from engine.distributed import Ranks
-    from engine.models import build_model
     from engine.precision import resolve_precision
     from engine.train import _channels_last
     from engine.train_step import TrainStep
@@ -156,12 +160,7 @@ def _train_variant(
         torch.cuda.reset_peak_memory_stats()
     torch.manual_seed(0)
     model_type = config.train.model_type  # type: ignore[attr-defined]
-    model = build_model(
-        model_type,
-        config.model,
-        config.data.dims,
-        len(config.affinity_neighborhood()),  # type: ignore[attr-defined]
-    ).to(device)
+    model = _build_model(config, device)
     tensors = _fixed_batch(config, model, device)
     if keys["channels_last"]:
         layout = _channels_last(config.data.dims)  # type: ignore[attr-defined]
@@ -198,16 +197,10 @@ def _bf16_check(config: object, device: object, channels_last: bool) -> bool:
     """The network forward in bf16 autocast against fp32, same weights and input."""
     import torch
 
-    from engine.models import build_model
     from engine.train import _channels_last
 
     torch.manual_seed(0)
-    model = build_model(
-        config.train.model_type,  # type: ignore[attr-defined]
-        config.model,  # type: ignore[attr-defined]
-        config.data.dims,  # type: ignore[attr-defined]
-        len(config.affinity_neighborhood()),  # type: ignore[attr-defined]
-    ).to(device)
+    model = _build_model(config, device)
     model.eval()
     raw = _fixed_batch(config, model, device)["raw"]
     if channels_last:
