@@ -125,6 +125,9 @@ def settings_hash(config: ProjectConfig) -> str:
         "block_shape": config.block_shape(),
         "context": config.context(),
     }
+    if config.predict.input_shape is not None:
+        # Only when set, so that the outputs of runs from before the key still resume.
+        relevant["tile_input"] = config.predict_shapes()[0]
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
@@ -283,9 +286,9 @@ class Predictor:
         self.plan = plan
         self.model = model
         self.device = device
-        self.input_shape = tuple(config.model.input_shape)
-        assert config.model.output_shape is not None
-        self.output_shape = tuple(config.model.output_shape)
+        given, output = config.predict_shapes()
+        self.input_shape = tuple(given)
+        self.output_shape = tuple(output)
         root = zarr.open_group(str(plan.output), mode="r+")
         self.arrays = {name: root[name] for name in _OUTPUTS[config.train.model_type]}
         self.raw = zarr.open(str(plan.source / RAW), mode="r")

@@ -243,8 +243,9 @@ def _train(
 
     for key, value in _variant(variant).items():
         config = cfg.with_value(config, f"train.{key}", value)  # type: ignore[arg-type]
-    run_dir = project / "runs" / "train"
-    write_spec(run_dir, RunSpec(id="train", kind="train", project=str(project), config=config))  # type: ignore[arg-type]
+    name = "train-" + variant.replace("+", "-")
+    run_dir = project / "runs" / name
+    write_spec(run_dir, RunSpec(id=name, kind="train", project=str(project), config=config))  # type: ignore[arg-type]
     events = EventWriter(run_dir / "events.jsonl")
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -282,9 +283,11 @@ def _predict(
     gpus: list[int],
     precision: str,
     batch_size: int,
+    tile_input: str = "model",
 ) -> Path:
     """One predict run in a subprocess, as a user starts it; prints its line, returns the
-    output volume (for the comparisons)."""
+    output volume (for the comparisons). `tile_input`: predict.input_shape as ZxYxX, or
+    "model" for the training input."""
     import math
 
     import zarr
@@ -295,9 +298,11 @@ def _predict(
 
     config = cfg.with_value(config, "predict.precision", precision)  # type: ignore[arg-type]
     config = cfg.with_value(config, "predict.batch_size", batch_size)
-    # A run given 1 worker would take predict.num_workers: set it too.
     config = cfg.with_value(config, "predict.num_workers", workers)
-    name = f"predict-{workers}-{precision}-{batch_size}"
+    if tile_input != "model":
+        shape = [int(v) for v in tile_input.split("x")]
+        config = cfg.with_value(config, "predict.input_shape", shape)
+    name = f"predict-{workers}-{precision}-{batch_size}-{tile_input}"
     run_dir = project / "runs" / name
     write_spec(
         run_dir,
@@ -340,6 +345,7 @@ def _predict(
     window = (done[skip], done[-1]) if steady_s > 0 else None
     print(
         f"gpu_check predict workers={workers} precision={precision} batch={batch_size} "
+        f"tile_input={'x'.join(map(str, config.predict_shapes()[0]))} "  # type: ignore[attr-defined]
         f"blocks={result['blocks']} wall_s={wall:.1f} task_s={result['seconds']:.1f} "
         f"voxels_per_s={volume_voxels / result['seconds']:.3g} "
         f"steady_voxels_per_s={f'{steady:.3g}' if steady else 'n/a'} "
@@ -398,7 +404,10 @@ def main() -> int:
         help="Untimed steps first (compilation, cuDNN's timing).",
     )
     parser.add_argument(
-        "--e2e-variant", default="auto", help="The variant of the end-to-end training run."
+        "--e2e-variant",
+        default="auto",
+        help="The variants of the end-to-end training runs, separated by commas (e.g. "
+        "bf16,bf16+compile); predict uses the last run's checkpoint.",
     )
     parser.add_argument(
         "--batch-workers",
@@ -407,6 +416,11 @@ def main() -> int:
     )
     parser.add_argument("--precisions", default="fp32,bf16", help="predict.precision values.")
     parser.add_argument("--batch-sizes", default="1,4", help="predict.batch_size values.")
+    parser.add_argument(
+        "--predict-inputs",
+        default="model",
+        help="predict.input_shape values, ZxYxX or 'model' (the training input), by commas.",
+    )
     parser.add_argument(
         "--tile-yx",
         type=int,
@@ -489,24 +503,34 @@ def main() -> int:
         variants.sort(key=lambda v: "+compile" in v)
         for variant in (v for v in variants if "+compile" not in v):
             _train_variant(config, variant, device, args.train_warmup, args.train_steps, flops)
-        checkpoint = _train(project, config, args.iterations, cuda, args.e2e_variant)
+        for variant in args.e2e_variant.split(","):
+            _variant(variant)
+        for variant in args.e2e_variant.split(","):
+            checkpoint = _train(project, config, args.iterations, cuda, variant)
         outputs = {}
+        gpus = [0] if cuda else []
         for workers in (int(w) for w in args.workers.split(",")):
             for precision in args.precisions.split(","):
                 for batch in (int(b) for b in args.batch_sizes.split(",")):
-                    key = f"w{workers}/{precision}/b{batch}"
-                    outputs[key] = _predict(
-                        project, config, checkpoint, workers, [0] if cuda else [], precision, batch
-                    )
-        # Precision against fp32, and batch size against the first (bitwise: equal=1).
+                    for tile in args.predict_inputs.split(","):
+                        key = f"w{workers}/{precision}/b{batch}/{tile}"
+                        outputs[key] = _predict(
+                            project, config, checkpoint, workers, gpus, precision, batch, tile
+                        )
+        # Precision against fp32, batch size against the first (bitwise: equal=1), and
+        # a larger tile input against the training input's.
         keys = list(outputs)
         for key in keys:
-            workers_, precision, batch_ = key.split("/")
-            if precision != "fp32" and f"{workers_}/fp32/{batch_}" in outputs:
-                _compare(outputs, f"{workers_}/fp32/{batch_}", key)
-            first = next(k for k in keys if k.startswith(f"{workers_}/{precision}/"))
+            workers_, precision, batch_, tile = key.split("/")
+            if precision != "fp32" and f"{workers_}/fp32/{batch_}/{tile}" in outputs:
+                _compare(outputs, f"{workers_}/fp32/{batch_}/{tile}", key)
+            first = next(
+                k for k in keys if k.startswith(f"{workers_}/{precision}/") and k.endswith(tile)
+            )
             if key != first:
                 _compare(outputs, first, key)
+            if tile != "model" and f"{workers_}/{precision}/{batch_}/model" in outputs:
+                _compare(outputs, f"{workers_}/{precision}/{batch_}/model", key)
         for variant in (v for v in variants if "+compile" in v):
             _train_variant(config, variant, device, args.train_warmup, args.train_steps, flops)
     return 0

@@ -16,6 +16,7 @@ import zarr
 
 from engine import config as cfg
 from engine.data.volume import write_volume
+from engine.errors import InputError
 from engine.events import read_events
 from engine.predict import (
     AFFS,
@@ -537,3 +538,26 @@ def test_one_worker_asked_for_is_one_worker(trained: Project) -> None:
     assert _predict(run_dir) == 0, (run_dir / "log.txt").read_text()[-3000:]
     started = [e for e in _events(run_dir, "worker") if e["status"] == "started"]
     assert [e["worker"] for e in started] == [0]
+
+
+def test_a_larger_predict_input_gives_the_same_values(trained: Project) -> None:
+    # The network is fully convolutional: 52^3 inputs (36^3 outputs, blocks of 36^3)
+    # predict what 44^3 inputs (28^3 outputs) do, up to the float summation order of the
+    # larger convolutions.
+    spec = read_spec(_predict_run(trained, "wide-draft", ["small.zarr"], workers=1))
+    config = cfg.with_value(spec.config, "predict.input_shape", [52, 52, 52])
+    assert config.predict_shapes() == ([52, 52, 52], [36, 36, 36])
+    assert config.block_shape() == [36, 36, 36] and config.context() == [8, 8, 8]
+    run_dir = trained.runs_dir / "wide"
+    write_spec(run_dir, spec.model_copy(update={"id": "wide", "config": config}))
+    assert _predict(run_dir) == 0, (run_dir / "log.txt").read_text()[-3000:]
+    wide, reference = _outputs(run_dir, "small.zarr"), _reference(trained, "small.zarr")
+    for name in (AFFS, LSDS):
+        diff = np.abs(wide[name].astype(np.int16) - reference[name].astype(np.int16))
+        assert wide[name].shape == reference[name].shape
+        assert diff.max() <= 1 and (diff == 0).mean() > 0.999, name
+
+
+def test_a_predict_input_that_does_not_fit_the_unet_names_valid_ones(trained: Project) -> None:
+    with pytest.raises(InputError, match=r"predict.input_shape \[50, 50, 51\] does not fit"):
+        cfg.with_value(trained.load_config(), "predict.input_shape", [50, 50, 51])
