@@ -152,3 +152,17 @@ def test_a_failing_torch_compile_warns_and_training_goes_on_without_it(tmp_path:
     assert len(warnings) == 1 and warnings[0].startswith("torch.compile failed (")
     assert "training goes on without it" in warnings[0]
     assert len(read_losses(run_dir)) == 2 and events[-1]["type"] == "result"
+
+
+def test_losses_are_recorded_one_iteration_late_in_order_and_all_of_them() -> None:
+    from engine.train import _LaggedLoss
+
+    recorded: list[tuple[int, float]] = []
+    losses = _LaggedLoss(lambda at, value: recorded.append((at, value)))
+    losses.push(1, torch.tensor(0.5))
+    assert recorded == []  # not read yet: the GPU may still be computing it
+    losses.push(2, torch.tensor(0.25))
+    assert recorded == [(1, 0.5)]
+    losses.flush()
+    losses.flush()
+    assert recorded == [(1, 0.5), (2, 0.25)] and losses.last == 0.25
