@@ -388,7 +388,11 @@ def main() -> int:
     parser.add_argument("--preset", default="cremi")
     parser.add_argument("--cpu", action="store_true", help="Run the steps on the CPU.")
     parser.add_argument("--shape", default="144,432,432", help="Predicted volume, z,y,x.")
-    parser.add_argument("--workers", default="1", help="Predict workers (all on GPU 0), e.g. 1,4.")
+    parser.add_argument(
+        "--workers",
+        default="1",
+        help="Predict workers (all on GPU 0), e.g. 1,4; '' for no predict.",
+    )
     parser.add_argument(
         "--train-variants",
         default=None,
@@ -509,7 +513,7 @@ def main() -> int:
             checkpoint = _train(project, config, args.iterations, cuda, variant)
         outputs = {}
         gpus = [0] if cuda else []
-        for workers in (int(w) for w in args.workers.split(",")):
+        for workers in (int(w) for w in args.workers.split(",") if w):
             for precision in args.precisions.split(","):
                 for batch in (int(b) for b in args.batch_sizes.split(",")):
                     for tile in args.predict_inputs.split(","):
