@@ -41,10 +41,10 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
 
 from engine.entry import configure_logging, missing_run_dir
 from engine.errors import EngineError, InputError
-from engine.events import EventWriter, read_events
+from engine.runs.events import EventWriter, read_events
 
 if TYPE_CHECKING:  # only for types: workers start without loading the config models
-    from engine.config import ProjectConfig
+    from engine.project.config import ProjectConfig
 
 logger = logging.getLogger(__name__)
 
@@ -762,7 +762,7 @@ def entry_point(
     `error:` line on stderr), 3 interrupted (resumable)."""
     # Here, not at the top: rundir loads the config models (pydantic), which a cluster
     # job's worker (this module's main) does not need.
-    from engine.rundir import EVENTS_FILE, RUN_FILE
+    from engine.runs.spec import EVENTS_FILE, RUN_FILE
 
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("run_dir", type=Path)

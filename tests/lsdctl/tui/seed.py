@@ -25,7 +25,7 @@ from daemon.tables import (
     RunRow,
 )
 from daemon.tailer import Tailer
-from engine.project import Project
+from engine.project.layout import Project
 from tests.daemon.conftest import Daemon
 
 T0 = 1_789_992_000.0  # 2026-09-21 12:00:00 UTC: the seeded run ids tell the same times
@@ -39,7 +39,7 @@ TRAIN_INTERRUPTED = "train-20260920-090000-2e2f"
 
 BLOCK_ERROR = (
     "Traceback (most recent call last):\n"
-    '  File "engine/fragments.py", line 88, in process\n'
+    '  File "engine/segment/fragments.py", line 88, in process\n'
     "    fragments = watershed(boundaries, seeds)\n"
     "ValueError: affinities of block 7 are all NaN"
 )
