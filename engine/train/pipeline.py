@@ -23,7 +23,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import dask
 import gunpowder as gp
 import numpy as np
 from funlib.geometry import Coordinate, Roi
@@ -33,10 +32,13 @@ from engine.errors import InputError
 from engine.nodes import (
     AddLsds,
     BalanceLabels,
+    CompactLabelIds,
     ElasticAugment,
+    GrowBoundary,
     MaskedRandomLocation,
     Pad,
     Stack,
+    SyncArraySource,
     defect_augment,
 )
 from engine.project.config import ProjectConfig
@@ -309,7 +311,7 @@ def build_training_pipeline(
     if lsds_c is not None:
         pipeline += _lsds_node(config, keys)
     if affs_c is not None:
-        pipeline += _CompactLabelIds(keys.labels)
+        pipeline += CompactLabelIds(keys.labels)
         pipeline += gp.AddAffinities(
             affinity_neighborhood=neighborhood,
             labels=keys.labels,
@@ -419,9 +421,9 @@ def _volume_source(
     """raw, labels and labels_mask of one volume, at random locations."""
     raw, labels, mask = _open_volume(config, volume, voxel_size)
     arrays = (
-        _ArraySource(keys.raw, raw, interpolatable=True),
-        _ArraySource(keys.labels, labels, interpolatable=False),
-        _ArraySource(keys.labels_mask, mask, interpolatable=False),
+        SyncArraySource(keys.raw, raw, interpolatable=True),
+        SyncArraySource(keys.labels, labels, interpolatable=False),
+        SyncArraySource(keys.labels_mask, mask, interpolatable=False),
     )
     source = arrays + gp.MergeProvider()
     factor = _RAW_SCALE if config.preprocess.normalize == "minmax" else 1.0
@@ -555,207 +557,7 @@ def _add_augmentations(
         clip=config.preprocess.normalize == "minmax",
     )
     if aug.grow_boundary > 0:
-        pipeline += _GrowBoundary(
+        pipeline += GrowBoundary(
             keys.labels, keys.labels_mask, steps=aug.grow_boundary, only_xy=anisotropic
         )
     return pipeline
-
-
-# ---- private nodes ---------------------------------------------------------------------
-class _ArraySource(gp.ArraySource):
-    """gp.ArraySource reading in the calling thread.
-
-    Provides the array of a funlib.persistence Array, as gp.ArraySource does. Those
-    arrays are dask arrays, and dask's default scheduler runs reads on a thread pool
-    that does not survive a fork: the batch workers, forked after the first reads,
-    would wait forever on it. Synchronous reads also suit those single-threaded workers.
-    """
-
-    def provide(self, request: gp.BatchRequest) -> gp.Batch:
-        with dask.config.set(scheduler="synchronous"):
-            return super().provide(request)
-
-
-class _GrowBoundary(gp.BatchFilter):
-    """Set to 0 the labels within `steps` voxels of another label: gp.GrowBoundary's
-    result, computed for all labels at once and over the whole labels array.
-
-    Reads:
-        labels: integer labels (updated in place).
-        mask (optional): 1 where the labels are known; a masked-out voxel never
-            erodes a neighbour (as in gp.GrowBoundary). Where the labels' ROI reaches
-            beyond the mask's (the context the LSDs read around their output), the
-            labels count as known.
-
-    gp.GrowBoundary erodes every label separately (one pass over the array per label)
-    and only where the mask is given, which left the LSDs' context ungrown.
-    """
-
-    def __init__(
-        self,
-        labels: gp.ArrayKey,
-        mask: gp.ArrayKey | None = None,
-        steps: int = 1,
-        only_xy: bool = False,
-    ):
-        self.labels = labels
-        self.mask = mask
-        self.steps = steps
-        self.only_xy = only_xy
-
-    def setup(self) -> None:
-        self.enable_autoskip()
-        self.updates(self.labels, self.spec[self.labels].copy())
-
-    def prepare(self, request: gp.BatchRequest) -> gp.BatchRequest:
-        deps = gp.BatchRequest()
-        deps[self.labels] = request[self.labels].copy()
-        if self.mask is not None and self.mask in request:
-            deps[self.mask] = request[self.mask].copy()
-        return deps
-
-    def process(self, batch: gp.Batch, request: gp.BatchRequest) -> None:
-        labels = batch[self.labels]
-        known = np.ones(labels.data.shape, dtype=bool)
-        if self.mask is not None and self.mask in batch:
-            mask = batch[self.mask]
-            shared = mask.spec.roi.intersect(labels.spec.roi)
-            if not shared.empty:
-                voxel_size = labels.spec.voxel_size
-                in_labels = ((shared - labels.spec.roi.begin) / voxel_size).to_slices()
-                in_mask = ((shared - mask.spec.roi.begin) / voxel_size).to_slices()
-                known[in_labels] = mask.data[in_mask] != 0
-        labels.data = grow_boundary(labels.data, known, self.steps, self.only_xy)
-
-
-def grow_boundary(
-    labels: np.ndarray, known: np.ndarray, steps: int, only_xy: bool = False
-) -> np.ndarray:
-    """Labels with 0 wherever gp.GrowBoundary(steps, only_xy) would put background.
-
-    A known voxel keeps its label if every known voxel within `steps` face-steps
-    (in-plane only with `only_xy`) has the same label, and it is not 0. An unknown
-    voxel keeps its label if the known voxels within reach share one label other than
-    0, or if there are none and its section (`only_xy`) or array holds any label.
-    Voxels beyond the array count as unknown. (The largest value of the dtype is used
-    as a marker: a label of that value would be taken for "no known voxel".)
-    """
-    if steps < 1 or labels.size == 0:
-        return labels
-    axes = range(labels.ndim - 2, labels.ndim) if only_xy else range(labels.ndim)
-    keep = _uniform_within(labels, axes, steps)
-    unknown = ~known
-    if unknown.any():
-        # Only voxels within reach of an unknown one can differ from the all-known
-        # answer: redo those, from a box grown once more by the reach for their inputs.
-        grow = [steps if axis in axes else 0 for axis in range(labels.ndim)]
-        nonzero = labels != 0
-        any_label = nonzero.any(axis=(-2, -1), keepdims=True) if only_xy else nonzero.any()
-        inner = _box(unknown, grow, 1)
-        outer = _box(unknown, grow, 2)
-        local = tuple(slice(i.start - o.start, i.stop - o.start) for i, o in zip(inner, outer))
-        if only_xy:
-            any_label = any_label[outer[0]]
-        redo = _uniform_known_within(labels[outer], known[outer], axes, steps, any_label)
-        keep[inner] = redo[local]
-    return np.where(keep, labels, 0).astype(labels.dtype, copy=False)
-
-
-def _box(where: np.ndarray, grow: Sequence[int], times: int) -> tuple[slice, ...]:
-    """The bounding box of `where`, grown by `grow` voxels `times` times, in the array."""
-    box = []
-    for axis, n in enumerate(where.shape):
-        others = tuple(a for a in range(where.ndim) if a != axis)
-        hits = np.flatnonzero(where.any(axis=others))
-        reach = grow[axis] * times
-        box.append(slice(max(int(hits[0]) - reach, 0), min(int(hits[-1]) + 1 + reach, n)))
-    return tuple(box)
-
-
-def _uniform_within(labels: np.ndarray, axes: Sequence[int], steps: int) -> np.ndarray:
-    """Where every voxel within `steps` face-steps has the voxel's label, not 0.
-
-    By induction on the reach: true at v for `steps` iff true at v for one step and
-    at each face neighbour for `steps` - 1. Boolean passes only, no per-label work.
-    """
-    one = labels != 0
-    for axis in axes:
-        first, rest = _halves(labels.ndim, axis)
-        equal = labels[first] == labels[rest]
-        one[first] &= equal
-        one[rest] &= equal
-    within = one
-    for _ in range(steps - 1):
-        previous = within
-        within = one.copy()
-        for axis in axes:
-            first, rest = _halves(labels.ndim, axis)
-            within[first] &= previous[rest]
-            within[rest] &= previous[first]
-    result: np.ndarray = within
-    return result
-
-
-def _uniform_known_within(
-    labels: np.ndarray,
-    known: np.ndarray,
-    axes: Sequence[int],
-    steps: int,
-    any_label: np.ndarray | bool,
-) -> np.ndarray:
-    """`grow_boundary`'s keep mask with unknown voxels: from the smallest and the
-    largest known label within reach (exact on uint64, unlike scipy's rank filters)."""
-    top = np.iinfo(labels.dtype).max
-    low = np.where(known, labels, top).astype(labels.dtype, copy=False)
-    high = np.where(known, labels, 0).astype(labels.dtype, copy=False)
-    for _ in range(steps):
-        low = _spread(low, axes, np.minimum)
-        high = _spread(high, axes, np.maximum)
-    keep = (low == high) & (high != 0)
-    keep |= ~known & (low == top) & any_label
-    result: np.ndarray = keep
-    return result
-
-
-def _halves(ndim: int, axis: int) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
-    """Index of all voxels but the last, and of all but the first, along `axis`."""
-    first = [slice(None)] * ndim
-    rest = [slice(None)] * ndim
-    first[axis], rest[axis] = slice(None, -1), slice(1, None)
-    return tuple(first), tuple(rest)
-
-
-def _spread(values: np.ndarray, axes: Sequence[int], op: Any) -> np.ndarray:
-    """`op` (np.minimum or np.maximum) of each voxel and its face neighbours along `axes`."""
-    out = values.copy()
-    for axis in axes:
-        first, rest = _halves(values.ndim, axis)
-        op(out[first], values[rest], out=out[first])
-        op(out[rest], values[first], out=out[rest])
-    return out
-
-
-class _CompactLabelIds(gp.BatchFilter):
-    """Renumber the labels 1..n when an id does not fit in int32; 0 stays 0.
-
-    Reads and updates `labels`. gp.AddAffinities compares labels as int32, so ids that
-    agree modulo 2**32 (common in agglomerated uint64 volumes) would count as one
-    object. Batches whose ids all fit pass untouched, at the cost of one max.
-    """
-
-    def __init__(self, labels: gp.ArrayKey):
-        self.labels = labels
-
-    def setup(self) -> None:
-        self.enable_autoskip()
-        self.updates(self.labels, self.spec[self.labels].copy())
-
-    def process(self, batch: gp.Batch, request: gp.BatchRequest) -> None:
-        labels = batch[self.labels]
-        data = labels.data
-        if data.size == 0 or int(data.max()) <= np.iinfo(np.int32).max:
-            return
-        ids, inverse = np.unique(data, return_inverse=True)
-        if ids[0] != 0:
-            inverse += 1
-        labels.data = inverse.reshape(data.shape).astype(data.dtype)

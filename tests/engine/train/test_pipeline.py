@@ -25,7 +25,6 @@ from engine.targets import compute_lsds
 from engine.train.pipeline import (
     TrainingKeys,
     build_training_pipeline,
-    grow_boundary,
     normalize_raw,
     transposable_axes,
 )
@@ -371,30 +370,6 @@ def test_normalize_raw() -> None:
     np.testing.assert_allclose(out, [-1.0, -0.6, 1.0], atol=1e-6)
     with pytest.raises(InputError, match="uint8"):
         normalize_raw(np.zeros(3, dtype=np.float32))
-
-
-def test_grow_boundary_equals_gunpowder() -> None:
-    rng = np.random.default_rng(0)
-    reference = gp.GrowBoundary(gp.ArrayKey("GROW_REFERENCE"))
-    for _ in range(150):
-        dims = int(rng.choice([2, 3]))
-        shape = tuple(int(n) for n in rng.integers(3, 10, dims))
-        labels = rng.integers(0, 4, shape).astype(np.uint64) * np.uint64(2**40)
-        labels = np.repeat(labels + rng.integers(0, 2, shape).astype(np.uint64), 2, axis=-1)
-        steps = int(rng.integers(1, 3))
-        only_xy = bool(dims == 3 and rng.random() < 0.5)
-        kind = rng.integers(0, 3)
-        if kind == 0:
-            mask = np.ones(labels.shape, np.uint8)
-        elif kind == 1:
-            mask = (rng.random(labels.shape) < 0.7).astype(np.uint8)
-        else:
-            mask = np.ones(labels.shape, np.uint8)
-            mask[tuple(slice(int(rng.integers(0, n)), None) for n in labels.shape)] = 0
-        reference.steps = steps
-        expected = labels.copy()
-        reference._GrowBoundary__grow(expected, mask, only_xy)
-        np.testing.assert_array_equal(grow_boundary(labels, mask != 0, steps, only_xy), expected)
 
 
 def test_upsample_and_interpolation_equal_scipy() -> None:
