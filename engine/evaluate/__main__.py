@@ -1,6 +1,6 @@
 """`python -m engine.evaluate RUN_DIR`: see engine.evaluate.evaluation."""
 
-from engine.blockwise import exit_process
+from engine.blockwise.shell import exit_process
 from engine.evaluate.evaluation import main
 
 if __name__ == "__main__":

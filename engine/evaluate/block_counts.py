@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.blockwise import SKIPPED, Grid
+from engine.blockwise.task import SKIPPED, Grid
 from engine.data.mask import Mask
 from engine.data.region import Region
 from engine.data.region import resolve as resolve_region

@@ -62,8 +62,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.blockwise import Interrupted as BlocksInterrupted
-from engine.blockwise import request_stop, run_task, scheduling
+from engine.blockwise.run import run_task, scheduling
+from engine.blockwise.stopping import Interrupted as BlocksInterrupted
+from engine.blockwise.stopping import request_stop
 from engine.data.mask import recorded
 from engine.entry import configure_logging, missing_run_dir
 from engine.errors import EngineError, InputError

@@ -1,6 +1,6 @@
 """`python -m engine.predict RUN_DIR`: see engine.predict.predictor."""
 
-from engine.blockwise import exit_process
+from engine.blockwise.shell import exit_process
 from engine.predict.predictor import main
 
 if __name__ == "__main__":

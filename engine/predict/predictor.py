@@ -33,7 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.blockwise import SKIPPED, Grid, entry_point, run_task, scheduling
+from engine.blockwise.run import run_task, scheduling
+from engine.blockwise.shell import entry_point
+from engine.blockwise.task import SKIPPED, Grid
 from engine.data.mask import Mask
 from engine.data.region import Region
 from engine.data.region import resolve as resolve_region

@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from engine.blockwise.launchers import EXECUTORS, ExecutorName, one_of
 from engine.errors import InputError
 from engine.geometry import (
     GeometryError,
@@ -383,8 +384,9 @@ class PredictConfig(_Section):
         description="Forward-pass precision: auto is bf16 on a GPU that supports it, fp32 "
         "on the CPU (bf16 outputs stay within 2/255 of fp32 on 99% of voxels).",
     )
-    executor: Literal["local", "slurm", "lsf"] = Field(
-        "local", description="Where workers run: local processes, Slurm (sbatch) or LSF (bsub)."
+    executor: ExecutorName = Field(
+        "local",
+        description=f"Where workers run: {one_of([e.summary for e in EXECUTORS.values()])}.",
     )
     retries: Annotated[int, Field(ge=0)] = Field(
         2, description="How often a failed block is retried before the run stops."

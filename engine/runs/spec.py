@@ -16,6 +16,7 @@ from typing import Any, Literal
 import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from engine.blockwise.launchers import ExecutorName
 from engine.errors import InputError
 from engine.project import config as cfg
 
@@ -36,7 +37,7 @@ class Resources(BaseModel):
 
     gpus: list[int] = Field(default_factory=list, description="GPU indices reserved for the run.")
     workers: int = Field(1, ge=1, description="Worker processes (blockwise runs).")
-    executor: Literal["local", "slurm", "lsf"] = "local"
+    executor: ExecutorName = "local"
 
 
 class RunSpec(BaseModel):

@@ -1,6 +1,6 @@
 """`python -m engine.segment RUN_DIR`: see engine.segment.segmentation."""
 
-from engine.blockwise import exit_process
+from engine.blockwise.shell import exit_process
 from engine.segment.segmentation import main
 
 if __name__ == "__main__":

@@ -33,14 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.blockwise import (
-    SKIPPED,
-    Grid,
-    Stage,
-    entry_point,
-    run_stages,
-    scheduling,
-)
+from engine.blockwise.run import run_stages, scheduling
+from engine.blockwise.shell import entry_point
+from engine.blockwise.task import SKIPPED, Grid, Stage
 from engine.data.mask import MASK_ATTR, Mask, recorded
 from engine.data.region import Region
 from engine.data.region import resolve as resolve_region

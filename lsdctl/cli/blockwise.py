@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from daemon.schemas import RunCreate
+from engine.blockwise.launchers import executor_names, one_of
 from engine.data import region
 from engine.errors import InputError
 from engine.project import lineage
@@ -41,7 +42,7 @@ from lsdctl.cli._guard import guarded
 from lsdctl.cli._project import project_option, resolve_project
 from lsdctl.client import ensure_daemon
 
-_EXECUTORS = ("local", "slurm", "lsf")
+_EXECUTORS = executor_names()
 # Segmentations are stored as segmentation_<threshold %.2f>: at most this many distinct.
 _MAX_THRESHOLDS = 99
 _PROJECT = project_option()
@@ -78,7 +79,7 @@ def predict(
     ),
     workers: int | None = _WORKERS,
     executor: str | None = typer.Option(
-        None, "--executor", help="Where workers run: local, slurm or lsf (predict.executor)."
+        None, "--executor", help=f"Where workers run: {one_of(_EXECUTORS)} (predict.executor)."
     ),
     volumes: list[str] = typer.Option(
         [],
@@ -206,7 +207,7 @@ def evaluate(
     roi: str | None = typer.Option(None, "--roi", help=_ROI_HELP),
     workers: int | None = _WORKERS,
     executor: str | None = typer.Option(
-        None, "--executor", help="Where workers run: local, slurm or lsf (predict.executor)."
+        None, "--executor", help=f"Where workers run: {one_of(_EXECUTORS)} (predict.executor)."
     ),
     local: bool = _LOCAL,
 ) -> None:

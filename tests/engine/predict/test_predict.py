@@ -371,33 +371,6 @@ def test_workers_get_their_gpu_and_the_scheduler_never_imports_torch(trained: Pr
     assert {(e["worker"], e["gpu"]) for e in started} == {(0, "3"), (1, "5")}
 
 
-def test_cluster_command_lines() -> None:
-    from engine.blockwise import Cluster, WorkerSpec, cluster_command
-
-    target = "engine.predict.predictor:x"
-    command = ["python", "-m", "engine.blockwise", "/runs/r", "predict-a", target]
-    slurm = WorkerSpec(
-        "/runs/r", "predict-a", target, "slurm", (0, 1),
-        Cluster("gpu", "02:00:00", "lab"),
-    )  # fmt: skip
-    line = cluster_command(slurm, 1, command, Path("/runs/r/workers/w.log"))
-    assert line[:2] == ["sbatch", "--parsable"]
-    for flag, value in [("--gres", "gpu:1"), ("--partition", "gpu"), ("--time", "02:00:00"),
-                        ("--account", "lab"), ("--output", "/runs/r/workers/w.log")]:  # fmt: skip
-        assert line[line.index(flag) + 1] == value
-    assert line[-2:] == ["--wrap", " ".join(command)]
-    lsf = WorkerSpec(
-        "/runs/r", "predict-a", target, "lsf", (0,), Cluster("gpu", "01:30:00", "lab")
-    )
-    line = cluster_command(lsf, 0, command, Path("/runs/r/workers/w.log"))
-    assert line[:2] == ["bsub", "-K"]  # waits for the job, kills it when interrupted
-    for flag, value in [("-gpu", "num=1"), ("-q", "gpu"), ("-W", "1:30"), ("-P", "lab")]:
-        assert line[line.index(flag) + 1] == value
-    assert line[-1] == " ".join(command)
-    cpu = WorkerSpec("/runs/r", "predict-a", target, "slurm", (), Cluster(gpu=False))
-    assert "--gres" not in cluster_command(cpu, 0, command, Path("/w.log"))
-
-
 def test_a_block_that_keeps_failing_stops_the_run_with_its_traceback(
     trained: Project, tmp_path: Path
 ) -> None:
@@ -452,26 +425,6 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return state not in ("Z", "X")
-
-
-def test_cluster_settings_reach_predict_and_segment_jobs() -> None:
-    from engine.blockwise import scheduling
-
-    config = cfg.from_preset(
-        "tiny",
-        {"predict": {"partition": "gpu", "time_limit": "01:00:00", "account": "lab",
-                     "scheduler_host": "login1", "retries": 4}},
-    )  # fmt: skip
-    predict = scheduling(config, "slurm", gpu=config.predict.cluster_gpu)
-    segment = scheduling(config, "slurm", gpu=False)
-    for kwargs in (predict, segment):
-        cluster = kwargs["cluster"]
-        assert (cluster.partition, cluster.time_limit, cluster.account) == (
-            "gpu", "01:00:00", "lab",
-        )  # fmt: skip
-        assert kwargs["host"] == "login1" and kwargs["retries"] == 4
-    assert predict["cluster"].gpu and not segment["cluster"].gpu
-    assert scheduling(config, "local", gpu=True)["host"] == "127.0.0.1"
 
 
 @pytest.mark.slow
