@@ -39,7 +39,7 @@ TRAIN_INTERRUPTED = "train-20260920-090000-2e2f"
 
 BLOCK_ERROR = (
     "Traceback (most recent call last):\n"
-    '  File "engine/segment/fragments.py", line 88, in process\n'
+    '  File "engine/fragments.py", line 88, in process\n'
     "    fragments = watershed(boundaries, seeds)\n"
     "ValueError: affinities of block 7 are all NaN"
 )
