@@ -17,6 +17,7 @@ from engine.blockwise.stopping import Interrupted, request_stop
 from engine.entry import configure_logging, missing_run_dir
 from engine.errors import InputError
 from engine.runs.events import EventWriter
+from engine.runs.spec import EVENTS_FILE, RUN_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +32,6 @@ def entry_point(
     [--overwrite]`): logging, events, SIGTERM (stops the run, see `request_stop`) and
     the exit codes of the run-directory contract: 0 done, 1 failed, 2 bad input (one
     `error:` line on stderr), 3 interrupted (resumable)."""
-    # Here, not at the top: rundir loads the config models (pydantic), which a cluster
-    # job's worker (this module's main) does not need.
-    from engine.runs.spec import EVENTS_FILE, RUN_FILE
-
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("run_dir", type=Path)
     parser.add_argument(

@@ -18,6 +18,7 @@ WORKERS_DIR = "workers"
 # In WORKERS_DIR while a run stops: daisy's replacement workers then end at once.
 STOPPING = "STOPPING"
 
+# What a block processor returns for a block it had nothing to do for (outside the mask):
 # the block counts as finished, and its event says "skipped" rather than "done".
 SKIPPED = "skipped"
 
