@@ -39,10 +39,10 @@ from sqlalchemy import insert  # noqa: E402
 
 from daemon.store import Store  # noqa: E402
 from daemon.tables import MetricRow, ProjectRow, RunConfigRow, RunRow  # noqa: E402
-from engine import config as cfg  # noqa: E402
+from engine.data.synth import synthesize  # noqa: E402
 from engine.data.volume import write_volume  # noqa: E402
-from engine.project import init_project  # noqa: E402
-from engine.synth import synthesize  # noqa: E402
+from engine.project import config as cfg  # noqa: E402
+from engine.project.layout import init_project  # noqa: E402
 
 RUNS = 10_000
 POINTS_PER_RUN = 100

@@ -1,6 +1,6 @@
 """Benchmark the training pipeline with our AddLsds against the paper's LSD node, in one run.
 
-The data: one synthetic 48 x 192 x 192 volume of 40 x 4 x 4 nm voxels (engine.synth,
+The data: one synthetic 48 x 192 x 192 volume of 40 x 4 x 4 nm voxels (engine.data.synth,
 CREMI-like), written to a temporary zarr. The geometry: the CREMI preset's augmentations
 and LSDs (sigma 80 nm, downsample 2) with a small MTLSD-style net: input (28, 124, 124),
 LSDs and affinities (16, 64, 64), about CREMI's input/output ratio. No model runs.
@@ -49,10 +49,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 from lsd.train.gp import AddLocalShapeDescriptor  # noqa: E402
 
-import engine.pipeline as training  # noqa: E402
-from engine.config import ProjectConfig, from_preset  # noqa: E402
+import engine.train.pipeline as training  # noqa: E402
+from engine.data.synth import synthesize  # noqa: E402
 from engine.data.volume import write_volume  # noqa: E402
-from engine.synth import synthesize  # noqa: E402
+from engine.project.config import ProjectConfig, from_preset  # noqa: E402
 
 VOLUME_SHAPE = (48, 192, 192)
 VOXEL_SIZE = (40, 4, 4)

@@ -1,6 +1,6 @@
 """Blockwise prediction against the bare model forward over the same blocks, in one run.
 
-The data: a synthetic 112 x 168 x 168 volume (8 nm, engine.synth), the `tiny` preset's
+The data: a synthetic 112 x 168 x 168 volume (8 nm, engine.data.synth), the `tiny` preset's
 MTLSD net (input 44^3, output 28^3), blocks of the output: 4 x 6 x 6 = 144 blocks.
 
 - blockwise: `python -m engine.predict` with 2 local daisy workers, wall time from the
@@ -38,11 +38,11 @@ sys.path[0] = str(ROOT)
 
 import numpy as np  # noqa: E402
 
-from engine import config as cfg  # noqa: E402
+from engine.data.synth import synthesize  # noqa: E402
 from engine.data.volume import write_volume  # noqa: E402
-from engine.project import init_project  # noqa: E402
-from engine.rundir import Resources, RunSpec, write_spec  # noqa: E402
-from engine.synth import synthesize  # noqa: E402
+from engine.project import config as cfg  # noqa: E402
+from engine.project.layout import init_project  # noqa: E402
+from engine.runs.spec import Resources, RunSpec, write_spec  # noqa: E402
 
 SHAPE = (112, 168, 168)
 WORKERS = 2
@@ -50,7 +50,7 @@ WORKERS = 2
 
 def _checkpoint(project_root: Path) -> tuple[Path, cfg.ProjectConfig, Path]:
     """A tiny project with a one-iteration checkpoint (the weights do not change speed)."""
-    from engine.train import main as train_main
+    from engine.train.trainer import main as train_main
 
     project = init_project("bench", "tiny", root=project_root)
     config = cfg.with_value(project.load_config(), "train.iterations", 1)
@@ -76,9 +76,9 @@ def _reference_seconds(
     import torch
     import zarr
 
-    from engine.input import normalize_raw
+    from engine.data.input import normalize_raw
     from engine.models import build_model
-    from engine.tile_forward import batch_for
+    from engine.predict.tile_forward import batch_for
 
     model = build_model(
         config.train.model_type, config.model, 3, len(config.affinity_neighborhood())

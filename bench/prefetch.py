@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.prefetch import Prefetcher
+from engine.train.prefetch import Prefetcher
 
 SHAPES: dict[str, tuple[tuple[int, ...], type]] = {
     "raw": ((1, 1, 132, 268, 268), np.float32),

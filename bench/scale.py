@@ -40,11 +40,11 @@ sys.path[0] = str(ROOT)
 import numpy as np  # noqa: E402
 import zarr  # noqa: E402
 
-from engine import config as cfg  # noqa: E402
+from engine.data.synth import affinities_from_labels  # noqa: E402
 from engine.data.volume import create_array  # noqa: E402
-from engine.project import init_project  # noqa: E402
-from engine.rundir import Resources, RunSpec, write_spec  # noqa: E402
-from engine.synth import affinities_from_labels  # noqa: E402
+from engine.project import config as cfg  # noqa: E402
+from engine.project.layout import init_project  # noqa: E402
+from engine.runs.spec import Resources, RunSpec, write_spec  # noqa: E402
 
 SMALL = (32, 256, 256)
 LARGE = (64, 512, 512)  # 8x the voxels of SMALL
@@ -120,7 +120,7 @@ def _coarse_labels(start: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def _affinities(labels: np.ndarray, seed: int) -> np.ndarray:
     """uint8 affinities (3, ...) of `labels` without its one-voxel halo on every side,
-    as engine.synth makes them (a boundary two voxels wide, noise): the halo makes each
+    as engine.data.synth makes them (a boundary two voxels wide, noise): the halo makes each
     chunk see the label edges on its faces as the whole volume would."""
     affs = affinities_from_labels(labels, seed=seed)[:, 1:-1, 1:-1, 1:-1]
     return np.rint(affs * 255).astype(np.uint8)

@@ -1,12 +1,12 @@
 """Blockwise segmentation against waterz on the whole volume in memory, same affinities.
 
-The data: a synthetic 128 x 384 x 384 label volume (8 nm, engine.synth) and affinities
+The data: a synthetic 128 x 384 x 384 label volume (8 nm, engine.data.synth) and affinities
 made from it as a network predicts them (`affinities_from_labels`: a boundary two voxels
 wide, noise), stored as a uint8 prediction. Both sides segment the same uint8
 affinities with the same settings (seeded watershed, hist_quant_75, thresholds 0.1 to
 0.9), each in a fresh process:
 
-- whole volume: `engine.segment.segment_in_memory`, the affinities read into memory,
+- whole volume: `engine.segment.segmentation.segment_in_memory`, the affinities read into memory,
   fragments and waterz over all of it at once (single-threaded, as waterz is).
 - blockwise: `python -m engine.segment` with 2 local daisy workers, blocks of
   64 x 192 x 192 with 4 voxels of context on each side (8 blocks), every segmentation written
@@ -36,11 +36,11 @@ sys.path[0] = str(ROOT)
 import numpy as np  # noqa: E402
 import zarr  # noqa: E402
 
-from engine import config as cfg  # noqa: E402
+from engine.data.synth import affinities_from_labels, synthesize  # noqa: E402
 from engine.data.volume import create_array, write_volume  # noqa: E402
-from engine.project import init_project  # noqa: E402
-from engine.rundir import Resources, RunSpec, write_spec  # noqa: E402
-from engine.synth import affinities_from_labels, synthesize  # noqa: E402
+from engine.project import config as cfg  # noqa: E402
+from engine.project.layout import init_project  # noqa: E402
+from engine.runs.spec import Resources, RunSpec, write_spec  # noqa: E402
 
 SHAPE = (128, 384, 384)
 BLOCK = [64, 192, 192]
@@ -50,8 +50,8 @@ WORKERS = 2
 _WHOLE = """
 import json, resource, sys, time
 import zarr
-from engine.rundir import read_spec
-from engine.segment import segment_in_memory
+from engine.runs.spec import read_spec
+from engine.segment.segmentation import segment_in_memory
 spec = read_spec(__import__("pathlib").Path(sys.argv[1]))
 start = time.perf_counter()
 affs = zarr.open(sys.argv[2] + "/pred_affs", mode="r")[:]
@@ -99,7 +99,7 @@ def _prepare(root: Path) -> tuple[Path, Path, cfg.ProjectConfig]:
 
 
 def main() -> int:
-    from engine.metrics import score
+    from engine.evaluate.metrics import score
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with tempfile.TemporaryDirectory(prefix="lsdctl-bench-") as tmp:

@@ -1,4 +1,4 @@
-"""The daemon's side of `python -m engine.resolve --serve`: config resolution as a service.
+"""The daemon's side of `python -m engine.runs.resolve --serve`: config resolution as a service.
 
 One long-lived helper process answers line-delimited JSON, so a submit costs a round trip
 rather than a Python start, and the daemon never imports engine code. Requests are
@@ -43,7 +43,7 @@ class Resolver:
         self._process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "engine.resolve",
+            "engine.runs.resolve",
             "--serve",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

@@ -41,7 +41,7 @@ QUEUED, RUNNING = RunState.QUEUED.value, RunState.RUNNING.value
 
 
 def new_run_id(kind: str) -> str:
-    """Same format as engine.rundir.new_run_id: `train-20261126-114502-3f9a`."""
+    """Same format as engine.runs.spec.new_run_id: `train-20261126-114502-3f9a`."""
     return f"{kind}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 

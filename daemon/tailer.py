@@ -27,7 +27,7 @@ _CHUNK = 4 * 2**20
 def read_events(path: Path, offset: int, limit: int = _CHUNK) -> tuple[list[dict[str, Any]], int]:
     """Complete events from `offset` on (at most about `limit` bytes) and the next offset.
 
-    The twin of engine.events.read_events, plus the read limit: the daemon imports no
+    The twin of engine.runs.events.read_events, plus the read limit: the daemon imports no
     engine code (DESIGN.md), and events.jsonl is the contract both sides read.
     """
     try:

@@ -41,7 +41,7 @@ from daemon.tables import (
 
 logger = logging.getLogger(__name__)
 
-# engine.checkpoints names them so; the daemon reads the run directory, not engine code.
+# engine.runs.checkpoints names them so; the daemon reads the run directory, not engine code.
 _CHECKPOINT = re.compile(r"checkpoint_(\d+)\.pt")
 # The engine names the best validation's checkpoint here (kept through rotation).
 _BEST = "best.json"

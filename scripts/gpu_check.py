@@ -126,9 +126,9 @@ def _step_flops(config: object, device: object) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from engine.distributed import Ranks
-    from engine.precision import resolve_precision
-    from engine.train_step import TrainStep
+    from engine.train.distributed import Ranks
+    from engine.train.precision import resolve_precision
+    from engine.train.train_step import TrainStep
 
     model_type = config.train.model_type  # type: ignore[attr-defined]
     model = _build_model(config, device)
@@ -147,10 +147,10 @@ def _train_variant(
     """One variant on a fixed batch on the device: the model's speed without data."""
     import torch
 
-    from engine.distributed import Ranks
-    from engine.precision import resolve_precision
-    from engine.train import _channels_last
-    from engine.train_step import TrainStep
+    from engine.train.distributed import Ranks
+    from engine.train.precision import resolve_precision
+    from engine.train.train_step import TrainStep
+    from engine.train.trainer import _channels_last
 
     keys = _variant(name)
     cuda = device.type == "cuda"  # type: ignore[attr-defined]
@@ -197,7 +197,7 @@ def _bf16_check(config: object, device: object, channels_last: bool) -> bool:
     """The network forward in bf16 autocast against fp32, same weights and input."""
     import torch
 
-    from engine.train import _channels_last
+    from engine.train.trainer import _channels_last
 
     torch.manual_seed(0)
     model = _build_model(config, device)
@@ -236,10 +236,10 @@ def _train(
     """The trainer end to end, with real batches: iterations/s and the data_wait share."""
     import torch
 
-    from engine import config as cfg
-    from engine.events import EventWriter, read_events
-    from engine.rundir import RunSpec, read_spec, write_spec
-    from engine.train import Trainer, _StopFlag
+    from engine.project import config as cfg
+    from engine.runs.events import EventWriter, read_events
+    from engine.runs.spec import RunSpec, read_spec, write_spec
+    from engine.train.trainer import Trainer, _StopFlag
 
     for key, value in _variant(variant).items():
         config = cfg.with_value(config, f"train.{key}", value)  # type: ignore[arg-type]
@@ -292,9 +292,9 @@ def _predict(
 
     import zarr
 
-    from engine import config as cfg
-    from engine.events import read_events
-    from engine.rundir import Resources, RunSpec, write_spec
+    from engine.project import config as cfg
+    from engine.runs.events import read_events
+    from engine.runs.spec import Resources, RunSpec, write_spec
 
     config = cfg.with_value(config, "predict.precision", precision)  # type: ignore[arg-type]
     config = cfg.with_value(config, "predict.batch_size", batch_size)
@@ -445,9 +445,9 @@ def main() -> int:
         return 0
     import numpy as np
 
-    from engine import config as cfg
+    from engine.data.synth import synthesize
     from engine.data.volume import write_volume
-    from engine.synth import synthesize
+    from engine.project import config as cfg
 
     if cuda:
         print(f"gpu_check: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")

@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.models import build_model
 
-PRESET = Path(__file__).resolve().parents[1] / "engine" / "presets" / "cremi-paper.toml"
+PRESET = Path(__file__).resolve().parents[1] / "engine" / "project" / "presets" / "cremi-paper.toml"
 
 
 def main() -> int:

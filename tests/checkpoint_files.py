@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from engine import config as cfg
 from engine.models import build_model
+from engine.project import config as cfg
 
 
 def write_checkpoint(path: Path, project: Path) -> Path:

@@ -191,7 +191,7 @@ def test_the_wheel_holds_every_file_of_the_packages(installed: Installed) -> Non
         if p.is_file() and "__pycache__" not in p.parts
     }
     assert sources - packaged == set()
-    assert any(name.startswith("engine/presets/") for name in packaged)
+    assert any(name.startswith("engine/project/presets/") for name in packaged)
 
 
 def test_installs_beside_another_torch(installed: Installed) -> None:

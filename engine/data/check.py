@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from engine.config import ProjectConfig
 from engine.data import provenance, volume
-from engine.project import LABELLED_SPLITS, SPLIT_NAMES, SPLITS, Project
+from engine.project.config import ProjectConfig
+from engine.project.layout import LABELLED_SPLITS, SPLIT_NAMES, SPLITS, Project
 
 
 @dataclass

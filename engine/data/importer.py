@@ -20,7 +20,7 @@ import numpy as np
 from engine.data import provenance, volume
 from engine.data.sources import Source, open_source
 from engine.errors import InputError
-from engine.project import LABELLED_SPLITS, SPLIT_NAMES, Project, check_name
+from engine.project.layout import LABELLED_SPLITS, SPLIT_NAMES, Project, check_name
 
 Progress = Callable[[int, int], None]
 

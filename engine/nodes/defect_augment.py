@@ -4,7 +4,7 @@ gp.DefectAugment does what the paper did (funkelab/lsd_experiments, cremi setups
 sections set to 0, low-contrast sections, artifacts alpha-blended from a separate source,
 and folds); this module gives it its artifact source, built from a volume of artifact
 sections (a zarr container with `raw` and an alpha `mask`, both uint8) or, without one,
-from synthetic smudges (engine.synth.synthesize_artifacts).
+from synthetic smudges (engine.data.synth.synthesize_artifacts).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import gunpowder as gp
 import numpy as np
 from funlib.geometry import Coordinate, Roi
 
-from engine.config import ProjectConfig
 from engine.errors import InputError
 from engine.nodes.random_location import MaskedRandomLocation
+from engine.project.config import ProjectConfig
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def defect_augment(
 
 def _artifact_arrays(artifacts: Path | None, section_shape: tuple[int, int]) -> tuple[Any, Any]:
     if artifacts is None:
-        from engine.synth import synthesize_artifacts
+        from engine.data.synth import synthesize_artifacts
 
         size = _SYNTH_MARGIN * max(section_shape)
         logger.info("defect augmentation: %d synthetic artifact sections", _SYNTH_SECTIONS)

@@ -27,7 +27,7 @@ from typing import Any
 import typer
 
 from engine.errors import InputError
-from engine.project import CONFIG_FILE, Project, list_projects, projects_root
+from engine.project.layout import CONFIG_FILE, Project, list_projects, projects_root
 
 ENV_PROJECT = "LSDCTL_PROJECT"
 ENV_ROOT = "LSDCTL_PROJECTS"

@@ -1,9 +1,9 @@
 """`lsdctl predict`, `lsdctl segment`, `lsdctl evaluate`: the steps after training.
 
-Each builds on the newest output of the step before unless told otherwise (engine.lineage):
+Each builds on the newest output of the step before unless told otherwise (engine.project.lineage):
 predict on the newest train run's latest checkpoint, segment on the newest succeeded
 predict run, evaluate on the newest succeeded segment run. The run's inputs are resolved
-here first (engine.resolve.prepare, the same code the daemon asks), so a bad choice fails
+here first (engine.runs.resolve.prepare, the same code the daemon asks), so a bad choice fails
 at once, before a daemon starts, and the command can say what it is about to use.
 
 By default the run goes to the daemon, which queues and launches it; the command follows
@@ -23,10 +23,13 @@ from rich.console import Console
 from rich.table import Table
 
 from daemon.schemas import RunCreate
-from engine import lineage, region, resolve
+from engine.blockwise.launchers import executor_names, one_of
+from engine.data import region
 from engine.errors import InputError
-from engine.project import Project
-from engine.rundir import new_run_id
+from engine.project import lineage
+from engine.project.layout import Project
+from engine.runs import resolve
+from engine.runs.spec import new_run_id
 from lsdctl.cli._follow import follow
 from lsdctl.cli._foreground import (
     echo_run_json,
@@ -39,7 +42,7 @@ from lsdctl.cli._guard import guarded
 from lsdctl.cli._project import project_option, resolve_project
 from lsdctl.client import ensure_daemon
 
-_EXECUTORS = ("local", "slurm", "lsf")
+_EXECUTORS = executor_names()
 # Segmentations are stored as segmentation_<threshold %.2f>: at most this many distinct.
 _MAX_THRESHOLDS = 99
 _PROJECT = project_option()
@@ -76,7 +79,7 @@ def predict(
     ),
     workers: int | None = _WORKERS,
     executor: str | None = typer.Option(
-        None, "--executor", help="Where workers run: local, slurm or lsf (predict.executor)."
+        None, "--executor", help=f"Where workers run: {one_of(_EXECUTORS)} (predict.executor)."
     ),
     volumes: list[str] = typer.Option(
         [],
@@ -204,7 +207,7 @@ def evaluate(
     roi: str | None = typer.Option(None, "--roi", help=_ROI_HELP),
     workers: int | None = _WORKERS,
     executor: str | None = typer.Option(
-        None, "--executor", help="Where workers run: local, slurm or lsf (predict.executor)."
+        None, "--executor", help=f"Where workers run: {one_of(_EXECUTORS)} (predict.executor)."
     ),
     local: bool = _LOCAL,
 ) -> None:

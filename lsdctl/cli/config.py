@@ -19,9 +19,9 @@ from typing import Any
 import typer
 from typer.core import TyperCommand
 
-from engine import config as cfg
 from engine.errors import InputError
-from engine.project import Project
+from engine.project import config as cfg
+from engine.project.layout import Project
 from lsdctl.cli._guard import guarded
 from lsdctl.cli._project import project_option, resolve_project, root_in_effect
 
@@ -282,7 +282,7 @@ def import_(
 
       lsdctl config import config_cremi.py --project brain1
     """
-    from engine.legacy_config import map_legacy_config
+    from engine.project.legacy_config import map_legacy_config
 
     proj = resolve_project(project)
     config = proj.load_config()

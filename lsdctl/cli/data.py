@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from engine.project import LABELLED_SPLITS, Project, check_name
+from engine.project.layout import LABELLED_SPLITS, Project, check_name
 from lsdctl.cli._guard import guarded, parse_ints
 from lsdctl.cli._project import project_option, resolve_project
 
@@ -216,9 +216,9 @@ def synth(
       lsdctl data synth --project brain1 --split val --shape 48,88,88
     """
     from engine.data import provenance
+    from engine.data.synth import synthesize
     from engine.data.volume import write_volume
     from engine.errors import InputError
-    from engine.synth import synthesize
 
     proj = resolve_project(project)
     config = proj.load_config()

@@ -29,7 +29,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from engine.project import (
+from engine.project.layout import (
     CONFIG_FILE,
     SPLITS,
     Project,

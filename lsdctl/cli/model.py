@@ -49,7 +49,8 @@ def import_(
       lsdctl train --project brain1 --init-from models/cremi_old.pt --iterations 20000
     """
     proj = resolve_project(project)
-    args = [sys.executable, "-m", "engine.model_import", str(source.absolute()), str(proj.path)]
+    args = [sys.executable, "-m", "engine.runs.model_import", str(source.absolute())]
+    args += [str(proj.path)]
     args += ["--name", name] if name else []
     args += ["--overwrite"] if overwrite else []
     # torch loads in a child process: lsdctl itself stays light.

@@ -6,8 +6,8 @@ import json
 
 import typer
 
-from engine import config as cfg
-from engine.project import init_project
+from engine.project import config as cfg
+from engine.project.layout import init_project
 from lsdctl.cli._guard import guarded
 from lsdctl.cli._project import root_in_effect
 

@@ -17,12 +17,12 @@ from typing import Any
 import typer
 
 from daemon.schemas import RunCreate, RunInfo
-from engine import config as cfg
-from engine import resolve
 from engine.errors import InputError
-from engine.events import read_events
-from engine.project import Project
-from engine.rundir import (
+from engine.project import config as cfg
+from engine.project.layout import Project
+from engine.runs import resolve
+from engine.runs.events import read_events
+from engine.runs.spec import (
     EVENTS_FILE,
     LOG_FILE,
     RUN_FILE,
@@ -186,7 +186,7 @@ def train(
 
 
 def run_foreground(run_dir: Path, iterations: int | None) -> int:
-    """Run engine.train on `run_dir`, following its events; returns its exit code."""
+    """Run engine.train.trainer on `run_dir`, following its events; returns its exit code."""
     args = ["--iterations", str(iterations)] if iterations is not None else []
     return _foreground.run_foreground(
         run_dir,

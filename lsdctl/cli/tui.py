@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from engine.project import Project
+from engine.project.layout import Project
 from lsdctl.cli._guard import guarded
 from lsdctl.cli._project import complete_project, context_project, resolve_project, root_in_effect
 from lsdctl.client import AsyncDaemonClient, ensure_daemon

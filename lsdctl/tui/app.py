@@ -16,7 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 from textual.screen import Screen
 
-from engine.project import projects_root as default_projects_root
+from engine.project.layout import projects_root as default_projects_root
 from lsdctl.tui.messages import DaemonLost, DaemonReached, RunSelected
 from lsdctl.tui.protocol import TuiClient
 from lsdctl.tui.screens import GpusScreen, HelpScreen, ProjectsScreen, RunDetailScreen, RunsScreen

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from engine import lineage
 from engine.errors import InputError
-from engine.project import SPLITS
+from engine.project import lineage
+from engine.project.layout import SPLITS
 
 # Layer roles, in the order the viewer lists them.
 ROLES = ("raw", "labels", "gt_lsds", "lsds", "gt_affs", "affs", "fragments", "segmentation")
@@ -319,7 +319,7 @@ def _match(have: dict[float, str], wanted: float) -> float | None:
 
 def _segmentations(container: Path) -> dict[float, str]:
     """threshold → `segmentation_<t>` array of a segmentation container, ascending."""
-    from engine.lineage import segmentation_datasets
+    from engine.project.lineage import segmentation_datasets
 
     return dict(segmentation_datasets(container))
 

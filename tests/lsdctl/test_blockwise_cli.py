@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from engine.errors import InputError
-from engine.rundir import read_spec
+from engine.runs.spec import read_spec
 from lsdctl.cli import blockwise
 from tests.checkpoint_files import write_checkpoint
 from tests.conftest import CliCaller, tree
-from tests.engine.test_evaluate import make_segment_run
+from tests.engine.evaluate.test_evaluate import make_segment_run
 
 SEGMENT_RUN = "segment-20260101-000000-aaaa"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import InputError
-from engine.legacy_config import read_assignments
+from engine.project.legacy_config import read_assignments
 from tests.conftest import CliCaller
 
 LEGACY = Path(__file__).parents[1] / "data" / "config_legacy_aniso.py"

@@ -16,7 +16,7 @@ import zarr
 
 from engine.data import provenance
 from engine.data.volume import write_volume
-from engine.project import Project
+from engine.project.layout import Project
 from tests.conftest import CliCaller, tree
 
 RNG = np.random.default_rng(11)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import lineage
+from engine.project import lineage
 from tests.conftest import CliCaller, tree
 
 
@@ -16,7 +16,7 @@ def test_demo_learns_beats_both_baselines_and_reuses(
     cli: CliCaller, projects: Path, home: Path
 ) -> None:
     # Also the suite's check that the tiny MTLSD learns on synthetic data (the real-data
-    # learning tests are in tests/engine/test_learning_real_data.py).
+    # learning tests are in tests/engine/train/test_learning_real_data.py).
     # Fewer iterations than the demo's 300, to keep the suite short; still enough to
     # beat both baselines by far (120 iterations: VOI 0.83-0.88; 300: 0.68 against 2.8
     # and 6.9).

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine import config as cfg
-from engine.checkpoint_check import check_checkpoint
-from engine.checkpoints import load_checkpoint
 from engine.models import build_model
+from engine.project import config as cfg
+from engine.runs.checkpoint_check import check_checkpoint
+from engine.runs.checkpoints import load_checkpoint
 from tests.conftest import CliCaller, tree
 
 # How funlib.learn.torch's UNet and catena's heads name lsdctl's layers (written out from

@@ -11,7 +11,7 @@ import pytest
 from daemon.store import Store
 from daemon.tables import RunRow
 from daemon.tailer import Tailer
-from engine.events import EventWriter
+from engine.runs.events import EventWriter
 from tests.conftest import CliCaller
 from tests.daemon.conftest import (  # noqa: F401  (fixtures)
     Daemon,
@@ -72,7 +72,7 @@ def _seed(daemon: Daemon) -> None:
                     ):
                         f.write(json.dumps(event) + "\n")
             else:
-                # The engine's own writer, as engine.train reports every 10 iterations.
+                # The engine's own writer, as engine.train.trainer reports every 10 iterations.
                 events = EventWriter(run_dir / "events.jsonl")
                 for step, loss, wait in ((10, 0.25, 0.125), (20, 0.2, 0.375)):
                     events.metric(step, "loss", loss)

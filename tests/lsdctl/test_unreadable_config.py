@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import config as cfg
 from engine.errors import InputError
+from engine.project import config as cfg
 from tests.conftest import CliCaller
 
 BROKEN = {

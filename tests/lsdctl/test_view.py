@@ -23,8 +23,8 @@ import zarr
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Reader
 
-from engine.events import EventWriter
-from engine.rundir import RunSpec, write_spec
+from engine.runs.events import EventWriter
+from engine.runs.spec import RunSpec, write_spec
 from lsdctl.view.plan import ViewPlan, plan_view
 from lsdctl.view.server import ZarrServer
 from lsdctl.view.viewer import apply_plan, ome_entry
@@ -156,12 +156,12 @@ def test_the_neuroglancer_state_names_axes_scales_shaders_and_position(
 def test_a_train_run_shows_its_latest_snapshot_aligned(projects: Path, server: ZarrServer) -> None:
     import neuroglancer
 
-    from engine import config as cfg
+    from engine.data.synth import synthesize
     from engine.data.volume import write_volume
-    from engine.project import init_project
-    from engine.synth import synthesize
-    from engine.train import main as train_main
-    from tests.engine.train_runs import make_run_dir
+    from engine.project import config as cfg
+    from engine.project.layout import init_project
+    from engine.train.trainer import main as train_main
+    from tests.engine.train.train_runs import make_run_dir
 
     project = init_project("snap", "tiny", root=projects).path
     settings = {"iterations": 2, "snapshot_every": 1, "validate_every": 0}
@@ -219,7 +219,7 @@ def test_bad_input_is_one_line_and_exit_2(made: ViewProject, cli: CliCaller) -> 
 
 
 def _config() -> dict:  # type: ignore[type-arg]
-    from engine import config as cfg
+    from engine.project import config as cfg
 
     return cfg.from_preset("tiny").model_dump(mode="json")
 

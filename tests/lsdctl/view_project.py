@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from engine import config as cfg
+from engine.data.synth import synthesize
 from engine.data.volume import create_array, write_volume
-from engine.events import EventWriter
-from engine.project import init_project
-from engine.rundir import RunSpec, write_spec
-from engine.synth import synthesize
+from engine.project import config as cfg
+from engine.project.layout import init_project
+from engine.runs.events import EventWriter
+from engine.runs.spec import RunSpec, write_spec
 
 VOXEL = (40, 8, 8)
 SHAPE = (12, 64, 64)

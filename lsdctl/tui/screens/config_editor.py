@@ -16,8 +16,8 @@ from textual.markup import escape
 from textual.suggester import SuggestFromList
 from textual.widgets import Footer, Input, Static
 
-from engine import config as cfg
-from engine.project import Project
+from engine.project import config as cfg
+from engine.project.layout import Project
 from lsdctl.tui.messages import FieldChosen, FieldHighlighted
 from lsdctl.tui.screens.base import TuiScreen
 from lsdctl.tui.screens.dialogs import ConfirmDialog, SaveConfigDialog

@@ -16,9 +16,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from daemon.schemas import RunCreate, RunInfo, RunKind
-from engine import config as cfg
 from engine.errors import InputError
-from engine.project import init_project, list_projects
+from engine.project import config as cfg
+from engine.project.layout import init_project, list_projects
 from lsdctl.errors import LsdctlError
 
 if TYPE_CHECKING:

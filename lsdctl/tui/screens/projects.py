@@ -14,9 +14,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.markup import escape
 from textual.widgets import DataTable, Footer, Static
 
-from engine import config as cfg
 from engine.errors import InputError
-from engine.project import SPLITS, Project, list_projects
+from engine.project import config as cfg
+from engine.project.layout import SPLITS, Project, list_projects
 from lsdctl.tui.screens.base import TuiScreen
 from lsdctl.tui.screens.config_editor import ConfigEditorScreen
 from lsdctl.tui.screens.dialogs import NewProjectDialog

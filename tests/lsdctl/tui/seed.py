@@ -25,7 +25,7 @@ from daemon.tables import (
     RunRow,
 )
 from daemon.tailer import Tailer
-from engine.project import Project
+from engine.project.layout import Project
 from tests.daemon.conftest import Daemon
 
 T0 = 1_789_992_000.0  # 2026-09-21 12:00:00 UTC: the seeded run ids tell the same times

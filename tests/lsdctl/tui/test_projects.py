@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input, Select, Static
 
-from engine import config as cfg
+from engine.data.synth import synthesize
 from engine.data.volume import write_volume
-from engine.project import Project
-from engine.synth import synthesize
+from engine.project import config as cfg
+from engine.project.layout import Project
 from lsdctl.tui.screens import ConfigEditorScreen, ProjectsScreen
 from lsdctl.tui.screens.dialogs import ConfirmDialog, NewProjectDialog, SaveConfigDialog
 from tests.lsdctl.tui.conftest import SIZE, app_for, screen_text, showing, until

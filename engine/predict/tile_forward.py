@@ -1,0 +1,183 @@
+"""A model's forward pass over a batch of tiles: raw in, uint8 predictions out.
+
+Everything between the raw tiles and the uint8 outputs happens on the model's device:
+normalisation, the forward (under autocast in the chosen precision), the crop of each
+output to the output shape, and the quantisation to uint8, so only uint8 crosses the
+bus each way (a quarter of float32's bytes) and the host does no arithmetic.
+
+Batches always hold exactly `batch` tiles, a short batch padded with zeros, and torch
+computes each sample of a batch independently of the others: a tile's output does not
+depend on how tiles were grouped, so it does not depend on the batch size, the number of
+workers or the order blocks arrive in. On the CPU a batch holds at least two tiles:
+for one sample torch runs small 3D convolutions through another implementation
+(`slow_conv3d` instead of oneDNN), five times slower here and rounded differently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from engine.data.input import normalize_raw_tensor
+from engine.errors import InputError
+
+PRECISIONS = ("bf16", "fp16", "fp32")
+
+
+def resolve_precision(setting: str, device: Any) -> str:
+    """`predict.precision` for `device`: "auto" is bf16 on a CUDA GPU that supports it
+    (Ampere and newer), fp16 on older GPUs, fp32 on the CPU."""
+    if setting != "auto":
+        if setting not in PRECISIONS:
+            raise InputError(f"unknown precision {setting!r}: use auto, bf16, fp16 or fp32")
+        return setting
+    if getattr(device, "type", str(device)) != "cuda":
+        return "fp32"
+    import torch
+
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def autocast(device: Any, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """Autocast to `precision` on `device` (a no-op for fp32)."""
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def batch_for(batch_size: int, device: Any) -> int:
+    """The number of tiles in every forward pass on `device` (see the module docstring)."""
+    return max(batch_size, 2) if getattr(device, "type", str(device)) == "cpu" else batch_size
+
+
+class TileForward:
+    """Calls `model` on batches of raw tiles; returns each tile's uint8 outputs.
+
+    `outputs` maps the model's output names (`model.output_names`) to the keys the
+    caller wants them under; other outputs are dropped on the device. Not thread-safe:
+    one thread calls it (engine.predict.tile_batcher gathers tiles from several).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        device: Any,
+        *,
+        outputs: Mapping[str, str],
+        input_shape: Sequence[int],
+        output_shape: Sequence[int],
+        batch_size: int,
+        precision: str,
+        normalize: str,
+    ) -> None:
+        self.model = model
+        self.device = device
+        self.outputs = dict(outputs)
+        self.input_shape = tuple(input_shape)
+        self.output_shape = tuple(output_shape)
+        self.batch = batch_for(batch_size, device)
+        self.precision = resolve_precision(precision, device)
+        self.normalize = normalize
+        self._staging: Any = None
+
+    def __call__(self, tiles: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Outputs of up to `self.batch` tiles (each of `input_shape`), in their order."""
+        import torch
+
+        if not 0 < len(tiles) <= self.batch:
+            raise ValueError(f"{len(tiles)} tiles for a batch of {self.batch}")
+        with torch.inference_mode():
+            x = self._stage(tiles)
+            x = normalize_raw_tensor(x.to(self.device, non_blocking=True), self.normalize)
+            with autocast(self.device, self.precision), self._same_kernels_any_threads():
+                predicted = self.model(x)
+            if not isinstance(predicted, tuple):
+                predicted = (predicted,)
+            host = {
+                self.outputs[name]: _quantise(_center_crop(value, self.output_shape)).cpu()
+                for name, value in zip(self.model.output_names, predicted)
+                if name in self.outputs
+            }
+        arrays = {key: value.numpy() for key, value in host.items()}
+        return [{key: array[i] for key, array in arrays.items()} for i in range(len(tiles))]
+
+    @contextlib.contextmanager
+    def _same_kernels_any_threads(self) -> Iterator[None]:
+        """On the CPU, convolutions with a kernel of 1 (the heads) run without oneDNN, on
+        one thread: torch picks oneDNN for them only with more than one thread, and the
+        two round differently, so workers with different thread counts (1 of 2 workers,
+        or the whole machine's cores in one process) would disagree in the last bit.
+        Hooked only for the call: the model may be a training run's."""
+        import torch
+
+        if self.device.type != "cpu":
+            yield
+            return
+        threads: list[int] = []
+        enabled = torch.backends.mkldnn.enabled
+
+        def before(module: Any, args: Any) -> None:
+            torch.backends.mkldnn.enabled = False  # type: ignore[assignment]
+            threads.append(torch.get_num_threads())
+            torch.set_num_threads(1)
+
+        def after(module: Any, args: Any, output: Any) -> None:
+            torch.backends.mkldnn.enabled = enabled
+            torch.set_num_threads(threads.pop())
+
+        hooks = []
+        for module in self.model.modules():
+            if isinstance(module, torch.nn.modules.conv._ConvNd) and all(
+                k == 1 for k in module.kernel_size
+            ):
+                hooks += [
+                    module.register_forward_pre_hook(before),
+                    module.register_forward_hook(after),
+                ]
+        try:
+            yield
+        finally:
+            for hook in hooks:
+                hook.remove()
+            torch.backends.mkldnn.enabled = enabled
+
+    def _stage(self, tiles: Sequence[np.ndarray]) -> Any:
+        """The batch as one host tensor (pinned for a GPU, reused), zeros after the tiles."""
+        import torch
+
+        shape = (self.batch, 1, *self.input_shape)
+        dtype = tiles[0].dtype
+        if self.device.type == "cuda":
+            # Pinned memory copies asynchronously; safe to reuse, as every call ends
+            # with a copy back that waits for the device.
+            if self._staging is None or self._staging.numpy().dtype != dtype:
+                self._staging = torch.from_numpy(np.zeros(shape, dtype)).pin_memory()
+            staging = self._staging
+        else:
+            staging = torch.from_numpy(np.empty(shape, dtype))
+        host = staging.numpy()
+        for i, tile in enumerate(tiles):
+            host[i, 0] = tile
+        host[len(tiles) :] = 0
+        return staging
+
+
+def _center_crop(value: Any, shape: Sequence[int]) -> Any:
+    """Batch-and-channels-first `value` cropped to `shape` around its center (the
+    stage-1 LSDs of ACLSD come out larger than the affinities)."""
+    spatial = value.shape[2:]
+    starts = [(s - t) // 2 for s, t in zip(spatial, shape)]
+    return value[(slice(None), slice(None), *(slice(a, a + t) for a, t in zip(starts, shape)))]
+
+
+def _quantise(value: Any) -> Any:
+    """[0, 1] to uint8, rounding half to even as numpy's rint does."""
+    import torch
+
+    return value.float().clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
