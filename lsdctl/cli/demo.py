@@ -28,7 +28,7 @@ from lsdctl.cli._follow import follow
 from lsdctl.cli._foreground import report_run
 from lsdctl.cli._guard import guarded
 from lsdctl.cli._project import root_in_effect
-from lsdctl.cli.blockwise import start_run
+from lsdctl.cli._submit import start_run
 from lsdctl.client import ensure_daemon
 
 _STEPS = 7

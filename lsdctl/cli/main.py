@@ -1,25 +1,32 @@
-"""The `lsdctl` command: one typer sub-app per noun, registered here."""
+"""The `lsdctl` command: every command, each from lsdctl/cli/NAME.py, registered here."""
 
 from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
 from lsdctl import __version__
-from lsdctl.cli import blockwise as blockwise_cli
+from lsdctl.cli import cancel as cancel_cli
 from lsdctl.cli import config as config_cli
 from lsdctl.cli import daemon as daemon_cli
 from lsdctl.cli import data as data_cli
 from lsdctl.cli import demo as demo_cli
+from lsdctl.cli import evaluate as evaluate_cli
 from lsdctl.cli import fetch as fetch_cli
 from lsdctl.cli import gpus as gpus_cli
+from lsdctl.cli import init as init_cli
+from lsdctl.cli import logs as logs_cli
 from lsdctl.cli import model as model_cli
-from lsdctl.cli import project as project_cli
+from lsdctl.cli import predict as predict_cli
+from lsdctl.cli import resume as resume_cli
+from lsdctl.cli import run as run_cli
 from lsdctl.cli import runs as runs_cli
+from lsdctl.cli import segment as segment_cli
 from lsdctl.cli import train as train_cli
 from lsdctl.cli import tui as tui_cli
 from lsdctl.cli import view as view_cli
@@ -78,25 +85,37 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=True,
 )
-app.command("init")(project_cli.init)
+# `lsdctl NAME` lives in lsdctl/cli/NAME.py: a command is its function NAME, a command
+# with sub-commands its typer app. `lsdctl --help` lists commands first, then those with
+# sub-commands, each in the order here.
+_COMMANDS: list[tuple[str, Callable[..., Any]]] = [
+    ("init", init_cli.init),
+    ("train", train_cli.train),
+    ("predict", predict_cli.predict),
+    ("segment", segment_cli.segment),
+    ("evaluate", evaluate_cli.evaluate),
+    ("runs", runs_cli.runs),
+    ("logs", logs_cli.logs),
+    ("cancel", cancel_cli.cancel),
+    ("resume", resume_cli.resume),
+    ("gpus", gpus_cli.gpus),
+    ("demo", demo_cli.demo),
+    ("tui", tui_cli.tui),
+    ("view", view_cli.view),
+]
+_SUB_APPS: list[tuple[str, typer.Typer]] = [
+    ("data", data_cli.app),
+    ("config", config_cli.app),
+    ("model", model_cli.app),
+    ("run", run_cli.app),
+    ("daemon", daemon_cli.app),
+]
+for name, command in _COMMANDS:
+    app.command(name)(command)
+for name, sub_app in _SUB_APPS:
+    app.add_typer(sub_app, name=name)
+# `lsdctl data fetch`: registered here, as fetch.py builds on data.py.
 data_cli.app.add_typer(fetch_cli.app, name="fetch")
-app.add_typer(data_cli.app, name="data")
-app.add_typer(config_cli.app, name="config")
-app.add_typer(model_cli.app, name="model")
-app.command("train")(train_cli.train)
-app.command("predict")(blockwise_cli.predict)
-app.command("segment")(blockwise_cli.segment)
-app.command("evaluate")(blockwise_cli.evaluate)
-app.command("runs")(runs_cli.runs)
-app.add_typer(runs_cli.run_app, name="run")
-app.command("logs")(runs_cli.logs)
-app.command("cancel")(runs_cli.cancel)
-app.command("resume")(runs_cli.resume)
-app.command("gpus")(gpus_cli.gpus)
-app.add_typer(daemon_cli.app, name="daemon")
-app.command("demo")(demo_cli.demo)
-app.command("tui")(tui_cli.tui)
-app.command("view")(view_cli.view)
 
 
 def _version(value: bool) -> None:

@@ -39,8 +39,6 @@ from lsdctl.cli._project import project_option, resolve_project
 from lsdctl.client import ensure_daemon
 
 _EXIT_INTERRUPTED = _foreground.EXIT_INTERRUPTED
-# Shared with every run kind; `lsdctl resume` and `lsdctl run show -f` import it from here.
-report_run = _foreground.report_run
 
 
 @guarded
@@ -271,4 +269,4 @@ def _train_in_daemon(
     if as_json:
         # Printed whatever the end: the exit code (from report_run) says how it went.
         echo_run_json(detail.id, detail.kind, detail.state.value, detail.run_dir, detail.result)
-    report_run(detail, quiet=as_json)
+    _foreground.report_run(detail, quiet=as_json)

@@ -1,4 +1,5 @@
-"""`lsdctl predict|segment|evaluate`: parsing, refusals that leave nothing behind, evaluate."""
+"""`lsdctl predict|segment|evaluate` (cli/_submit.py): refusals that leave nothing behind,
+and what goes to the daemon."""
 
 from __future__ import annotations
 
@@ -8,9 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import InputError
 from engine.runs.spec import read_spec
-from lsdctl.cli import blockwise
 from tests.checkpoint_files import write_checkpoint
 from tests.conftest import CliCaller, tree
 from tests.engine.evaluate.test_evaluate import make_segment_run
@@ -24,42 +23,6 @@ def no_daemon(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("LSDCTL_HOME", str(home))
     return home
-
-
-@pytest.mark.parametrize(
-    ("text", "values"),
-    [
-        ("0.1:0.9:0.1", [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]),
-        ("0.05:0.5:0.15", [0.05, 0.2, 0.35, 0.5]),
-        ("0.2:0.2:0.1", [0.2]),
-        ("0.1:0.35:0.1", [0.1, 0.2, 0.3]),
-        ("0.7, 0.3,0.5,", [0.3, 0.5, 0.7]),
-        ("0.5,0.5", [0.5]),
-        ("0.01:0.99:0.01", [round(i / 100, 2) for i in range(1, 100)]),
-    ],
-)
-def test_thresholds_parse(text: str, values: list[float]) -> None:
-    assert blockwise.parse_thresholds(text) == values
-
-
-@pytest.mark.parametrize(
-    ("text", "match"),
-    [
-        ("0.1:0.9", "START:STOP:STEP"),
-        ("a,b", "START:STOP:STEP"),
-        (",", "START:STOP:STEP"),
-        ("0.1:0.9:nan", "START:STOP:STEP"),
-        ("0.1:0.9:0", "step must be positive"),
-        ("0.9:0.1:0.1", "stop 0.1 is below start 0.9"),
-        ("0:1:0.1", "strictly between 0 and 1, got 0"),
-        ("0.5,1.5", "strictly between 0 and 1, got 1.5"),
-        ("0.101,0.104", "0.101 and 0.104 would both be segmentation_0.10"),
-        ("0.1:0.9:0.0001", "gives 8001 values: at most 99"),
-    ],
-)
-def test_bad_thresholds_refused(text: str, match: str) -> None:
-    with pytest.raises(InputError, match=match):
-        blockwise.parse_thresholds(text)
 
 
 def test_refusals_are_one_line_and_change_nothing(
@@ -90,50 +53,6 @@ def test_refusals_are_one_line_and_change_nothing(
     cli.bad("evaluate", "--project", "p", "--from", "x", "--local", match="no run 'x'")
     assert tree(projects) == before
     assert not no_daemon.exists()
-
-
-def test_evaluate_local_json_and_table(
-    cli: CliCaller, projects: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    cli.ok("init", "p")
-    segment_run = make_segment_run(projects / "p")
-    result = cli.ok("evaluate", "--project", "p", "--local", "--json")
-    printed = json.loads(result.stdout)
-    assert printed["threshold"] == 0.1
-    assert printed["voi_split"] == printed["voi_merge"] == printed["arand"] == 0.0
-    assert [r["threshold"] for r in printed["per_threshold"]] == [0.1, 0.9]
-    assert printed["per_threshold"][1]["voi_merge"] > 1.0
-    assert f"segmentations: run {segment_run.name}" in result.stderr
-    run_dir = Path(printed["metrics"]).parent
-    assert run_dir.parent == projects / "p" / "runs" and run_dir.name.startswith("evaluate-")
-    assert (run_dir / "scores.png").is_file()
-
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    blockwise._print_metrics(metrics, run_dir)
-    table = capsys.readouterr().out
-    assert "0.10" in table and "0.90" in table and "best on test (no validation)" in table
-    assert printed["chosen_on"] == "test"
-    assert (
-        "threshold 0.10, chosen on the test labels themselves (no validation, so the score is "
-        "optimistic): voi_split 0.0000, voi_merge 0.0000, VOI 0.0000, arand 0.0000" in table
-    )
-
-    # With a threshold chosen on validation, that row is the headline and the best on the
-    # test labels is a separate, labelled oracle row.
-    rows = metrics["per_threshold"]
-    validated = {
-        **metrics,
-        "chosen_on": "validation",
-        "headline": rows[1],
-        "oracle": rows[0],
-        "validation": {"train_run": "train-x", "iteration": 500, "threshold": 0.9},
-    }
-    blockwise._print_metrics(validated, run_dir)
-    table = capsys.readouterr().out
-    assert "chosen on validation" in table and "oracle: best on test" in table
-    assert "threshold 0.90, chosen on validation (train run train-x, iteration 500)" in table
-    assert "oracle, threshold 0.10 chosen on these labels themselves" in table
-    assert blockwise.best_scores(validated, run_dir)["voi"] == rows[1]["voi"]
 
 
 def test_through_the_daemon(cli: CliCaller, projects: Path, home: Path) -> None:
@@ -209,17 +128,3 @@ def test_bad_regions_are_refused_before_anything_is_written(
         cli.bad("predict", "--project", "p", "--roi", "1:0,0:1,0:1", *local, match="empty")
     assert tree(projects) == before
     assert not no_daemon.exists()
-
-
-def test_evaluate_on_a_region(cli: CliCaller, projects: Path) -> None:
-    cli.ok("init", "p")
-    make_segment_run(projects / "p")
-    result = cli.ok(
-        "evaluate", "--project", "p", "--local", "--json", "--roi", "0:4,0:16,0:8vx",
-        "--workers", "2",
-    )  # fmt: skip
-    printed = json.loads(result.stdout)
-    metrics = json.loads(Path(printed["metrics"]).read_text())
-    assert metrics["volumes"]["vol"]["roi"] == {"offset": [32, 0, 0], "shape": [32, 128, 64]}
-    spec = read_spec(Path(printed["metrics"]).parent)
-    assert spec.inputs["roi"] == "0:4,0:16,0:8vx" and spec.resources.workers == 2
