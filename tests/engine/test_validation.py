@@ -20,6 +20,7 @@ from engine.data.volume import write_volume
 from engine.errors import InputError
 from engine.events import read_events
 from engine.project import Project, init_project
+from engine.run_request import ResourcesAsked, RunRequest
 from engine.rundir import RunSpec, new_run_id, read_best, read_spec, write_spec
 from engine.synth import synthesize
 from engine.train import main as train_main
@@ -112,16 +113,16 @@ def _run(project: Project, kind: str, inputs: dict[str, Any], workers: int = 1) 
     run_id = new_run_id(kind)
     run_dir = project.runs_dir / run_id
     answer = resolve.prepare(
-        {
-            "project": str(project.path),
-            "kind": kind,
-            "inputs": inputs,
-            "workers": workers,
-            "run_id": run_id,
-            "run_dir": str(run_dir),
-        }
+        RunRequest(
+            project=str(project.path),
+            kind=kind,  # type: ignore[arg-type]
+            inputs=inputs,
+            resources=ResourcesAsked(workers=workers),
+            run_id=run_id,
+            run_dir=str(run_dir),
+        )
     )
-    assert answer["ok"], answer
+    assert answer.ok, answer
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, "-m", f"engine.{kind}", str(run_dir)],
