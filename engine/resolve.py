@@ -53,7 +53,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, get_args
 
 from pydantic import ValidationError
 
@@ -69,6 +69,7 @@ from engine.run_request import (
     ResolvedRun,
     Resources,
     ResourcesAsked,
+    RunKind,
     RunRequest,
     WriteRequest,
     Written,
@@ -93,7 +94,7 @@ def _project(path: str) -> Project:
     return Project(folder.resolve())
 
 
-KINDS = ("train", "predict", "segment", "evaluate")
+KINDS: tuple[str, ...] = get_args(RunKind)
 BLOCKWISE = ("predict", "segment", "evaluate")
 # The input keys each kind accepts (train's are free-form, as before).
 _INPUT_KEYS: dict[str, tuple[str, ...]] = {

@@ -4,9 +4,10 @@ By default the run goes to the daemon (started if needed), which queues it, give
 GPU if there is one, and records it; this command follows it until it ends (Ctrl-C
 detaches; the run goes on). `-d` returns at once with the run id.
 
-`--local` runs `python -m engine.train RUN_DIR` as a child process in its own session
-(so torch never loads in this process, and a terminal Ctrl-C reaches only lsdctl, which
-then asks the run to checkpoint and stop), and follows its events with a progress bar.
+`--local` resolves and writes the run directory as the daemon does (engine.resolve.prepare,
+the one resolver), then runs `python -m engine.train RUN_DIR` as a child process in its own
+session (so torch never loads in this process, and a terminal Ctrl-C reaches only lsdctl,
+which then asks the run to checkpoint and stop), and follows its events with a progress bar.
 """
 
 from __future__ import annotations
