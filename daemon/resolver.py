@@ -1,25 +1,35 @@
 """The daemon's side of `python -m engine.runs.resolve --serve`: config resolution as a service.
 
 One long-lived helper process answers line-delimited JSON, so a submit costs a round trip
-rather than a Python start, and the daemon never imports engine code. Requests are
-serialised by a lock; a helper that died or hung is started again.
+rather than a Python start, and the daemon never imports engine code: requests and answers
+are the pydantic models of engine.run_request (standard library and pydantic only, the one
+engine module the daemon may import). Requests are serialised by a lock; a helper that
+died or hung is started again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
-from typing import Any
+from typing import TypeVar
 
 from daemon.errors import DaemonError
+from engine.run_request import (
+    Refused,
+    ResolvedRun,
+    RunRequest,
+    WriteRequest,
+    Written,
+    parse_answer,
+)
 
 logger = logging.getLogger(__name__)
 
 _TIMEOUT_S = 60.0
 # A request line larger than this is refused by asyncio's reader: configs are far smaller.
 _LINE_LIMIT = 16 * 2**20
+_Answer = TypeVar("_Answer", ResolvedRun, Written)
 
 
 class ResolveError(DaemonError):
@@ -64,12 +74,21 @@ class Resolver:
             process.kill()
             await process.wait()
 
-    async def request(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """The helper's answer; ResolveError when it says no or cannot be reached."""
+    async def prepare(self, request: RunRequest) -> ResolvedRun:
+        """The run resolved; ResolveError when the helper says no or cannot be reached."""
+        return await self._request(request, ResolvedRun)
+
+    async def write(self, request: WriteRequest) -> Written:
+        """run.toml written; ResolveError when the helper says no or cannot be reached."""
+        return await self._request(request, Written)
+
+    async def _request(
+        self, request: RunRequest | WriteRequest, expected: type[_Answer]
+    ) -> _Answer:
         async with self._lock:
             for attempt in (1, 2):
                 try:
-                    answer = await asyncio.wait_for(self._ask(payload), _TIMEOUT_S)
+                    answer = await asyncio.wait_for(self._ask(request, expected), _TIMEOUT_S)
                     break
                 except (OSError, EOFError, TimeoutError, ValueError) as exc:
                     logger.warning("config resolver failed (%r); restarting it", exc)
@@ -78,23 +97,23 @@ class Resolver:
                         raise ResolveError(
                             503, f"the config resolver is not answering ({exc!r}): see daemon.log"
                         ) from None
-        if not answer.get("ok"):
-            raise ResolveError(int(answer.get("status", 422)), str(answer.get("message")))
+        if isinstance(answer, Refused):
+            raise ResolveError(answer.status, answer.message)
         return answer
 
-    async def _ask(self, payload: dict[str, Any]) -> dict[str, Any]:
+    async def _ask(
+        self, request: RunRequest | WriteRequest, expected: type[_Answer]
+    ) -> _Answer | Refused:
         await self.start()
         process = self._process
         assert process is not None and process.stdin is not None and process.stdout is not None
-        process.stdin.write(json.dumps(payload).encode() + b"\n")
+        process.stdin.write(request.model_dump_json().encode() + b"\n")
         await process.stdin.drain()
         line = await process.stdout.readline()
         if not line:
             raise EOFError("the config resolver exited")
-        answer = json.loads(line)
-        if not isinstance(answer, dict):
-            raise ValueError("the config resolver answered something other than an object")
-        return answer
+        # ValueError (a ValidationError is one) for a line that is no answer: restarted.
+        return parse_answer(line, expected)
 
     async def _kill(self) -> None:
         process, self._process = self._process, None

@@ -34,6 +34,7 @@ from daemon.schemas import RunCreate, RunState
 from daemon.store import Store
 from daemon.tables import AttemptRow, DependencyRow, RunConfigRow, RunRow
 from daemon.tailer import Tailer
+from engine.run_request import ResourcesAsked, RunRequest, WriteRequest
 
 logger = logging.getLogger(__name__)
 
@@ -91,21 +92,23 @@ class Scheduler:
         if not path.is_absolute():
             path = self.settings.projects_root / path
         try:
-            answer = await self.resolver.request(
-                {
-                    "op": "prepare",
-                    "project": str(path),
-                    "kind": request.kind,
-                    "preset": request.preset,
-                    "overrides": request.overrides,
-                    "inputs": request.inputs,
-                }
+            # The resolver decides what the run gets (workers: as asked, else the project's
+            # predict.num_workers); GPUs are reserved at launch, from those free then.
+            resolved = await self.resolver.prepare(
+                RunRequest(
+                    kind=request.kind,
+                    project=str(path),
+                    preset=request.preset,
+                    overrides=request.overrides,
+                    inputs=request.inputs,
+                    resources=ResourcesAsked(workers=request.workers),
+                )
             )
         except ResolveError as exc:
             if exc.status == 404:
                 raise ProjectNotFound(exc.message) from None
             raise RequestError(exc.message, status=exc.status) from None
-        project_path, project_name = answer["project"]["path"], answer["project"]["name"]
+        project_path, project_name = resolved.project.path, resolved.project.name
         with self.store.session() as session:
             run_id = new_run_id(request.kind)
             while self.store.run(session, run_id) is not None:  # 4 hex digits can collide
@@ -123,7 +126,7 @@ class Scheduler:
                 gpus_requested=request.gpus,
                 require_gpu=request.require_gpu,
                 share_gpu=request.share_gpu,
-                workers=request.workers,
+                workers=resolved.resources.workers,
                 iterations=request.iterations,
                 run_dir=str(Path(project_path) / "runs" / run_id),
                 parent=request.parent,
@@ -135,8 +138,8 @@ class Scheduler:
             session.add(
                 RunConfigRow(
                     run_seq=run.seq,
-                    config_json=json.dumps(answer["config"]),
-                    inputs_json=json.dumps(answer["inputs"]),
+                    config_json=json.dumps(resolved.config),
+                    inputs_json=json.dumps(resolved.inputs),
                     overrides_json=json.dumps(request.overrides),
                 )
             )
@@ -388,17 +391,17 @@ class Scheduler:
         run_dir = Path(run.run_dir)
         if not (run_dir / launcher.RUN_FILE).exists() and config is not None:
             try:
-                await self.resolver.request(
-                    {
-                        "op": "write",
-                        "project": project.path,
-                        "kind": run.kind,
-                        "run_id": run.id,
-                        "run_dir": str(run_dir),
-                        "config": json.loads(config.config_json),
-                        "inputs": json.loads(config.inputs_json),
-                        "resources": {"gpus": gpus, "workers": run.workers},
-                    }
+                # Workers as resolved at submit; the executor follows the stored config.
+                await self.resolver.write(
+                    WriteRequest(
+                        kind=run.kind,  # type: ignore[arg-type]
+                        project=project.path,
+                        run_id=run.id,
+                        run_dir=str(run_dir),
+                        config=json.loads(config.config_json),
+                        inputs=json.loads(config.inputs_json),
+                        resources=ResourcesAsked(gpus=gpus, workers=run.workers),
+                    )
                 )
             except ResolveError as exc:
                 self._fail_to_start(seq, f"cannot write its run.toml: {exc.message}")

@@ -62,7 +62,13 @@ class RunCreate(_Wire):
     )
     hold: bool = Field(False, description="Stay queued until released.")
     iterations: int | None = Field(None, ge=1, le=10**9, description="train: total iterations.")
-    workers: int = Field(1, ge=1, le=1024, description="Worker processes (blockwise runs).")
+    workers: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="Worker processes (blockwise runs; default: the project's "
+        "predict.num_workers).",
+    )
     parent: str | None = Field(None, max_length=200, description="The run this one builds on.")
 
 

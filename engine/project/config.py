@@ -623,9 +623,7 @@ def _output_shape(
         hint = (
             f"; valid input shapes nearby: {', '.join(str(list(n)) for n in near)}" if near else ""
         )
-        raise ValueError(
-            f"{key} {shape} does not fit the UNet: {exc}{hint}"
-        ) from None
+        raise ValueError(f"{key} {shape} does not fit the UNet: {exc}{hint}") from None
 
 
 def _arity(name: str, values: list[Any], dims: int) -> None:

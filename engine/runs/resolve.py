@@ -1,19 +1,20 @@
 """`python -m engine.runs.resolve --serve`: resolve and write run configs for the daemon.
 
-The daemon imports no engine code; it keeps one of these helpers running and asks it,
-one JSON object a line on stdin, answered one JSON object a line on stdout:
+The one place a run's settings are resolved: the daemon (through this helper), `--local`
+runs and the CLI's checks before a submit all call `prepare`. The daemon imports no
+engine code; it keeps one of these helpers running and asks it, one JSON object a line on
+stdin, answered one JSON object a line on stdout, both pydantic models of
+engine.run_request:
 
-  {"op": "prepare", "project": PATH, "kind": K, "preset": NAME|null,
-   "overrides": {"dotted.key": value}, "inputs": {...},
-   "run_id": ID, "run_dir": PATH, "resources": {...}}
-    Loads PATH/project.toml, rebases it on `preset` if given, applies the overrides
-    (engine.project.config.with_value), validates, fills the inputs (below), and when run_id and
-    run_dir are given writes RUN_DIR/run.toml (engine.runs.spec.write_spec). An optional
-    "workers" (or "resources") sets the run's resources.
-    → {"ok": true, "config": {...}, "inputs": {...}, "resources": {...}, "notes": [...],
-       "project": {"name": N, "path": P}}
-  {"op": "write", "project": PATH, "kind": K, "run_id": ID, "run_dir": PATH,
-   "config": {...}, "inputs": {...}, "resources": {...}}
+  RunRequest {"op": "prepare", "kind", "project", "preset", "overrides", "inputs",
+              "resources": {"gpus", "workers", "executor"}, "run_id", "run_dir"}
+    Loads PROJECT/project.toml, rebases it on `preset` if given, applies the overrides
+    (engine.project.config.with_value), validates, fills the inputs (below) and the resources,
+    and when run_id and run_dir are given writes RUN_DIR/run.toml (engine.runs.spec.write_spec).
+    → ResolvedRun {"ok": true, "kind", "project": {"name", "path"}, "config", "inputs",
+       "resources", "notes", "id", "run_dir"}
+  WriteRequest {"op": "write", "kind", "project", "run_id", "run_dir", "config",
+                "inputs", "resources"}
     Writes run.toml from a config resolved before (validated again). → {"ok": true}
 
 Inputs per kind, defaults from the project's runs on disk (engine.project.lineage); what the
@@ -35,11 +36,13 @@ request names is checked, and resolved to absolute paths (so preparing twice is 
   evaluate  segment_run: a segment run id or folder (default: the newest succeeded one)
             → its folder; each of its segmentations must name a source volume with labels;
             roi: checked against every segmentation
-Blockwise runs (predict, segment, evaluate) get resources.workers = predict.num_workers unless the
-request says otherwise, and resources.executor = predict.executor.
+Resources are defaulted here and nowhere else: blockwise runs (predict, segment, evaluate)
+get workers = predict.num_workers and executor = predict.executor unless the request asks
+otherwise (`--workers 1` is one worker); train runs get one worker, locally. GPUs are
+those the request names (the daemon's reservation; none before launch).
 
-Errors answer {"ok": false, "status": 404 (no such project) | 422 (invalid), "message":
-one line}. The helper exits when stdin closes.
+Errors answer Refused {"ok": false, "status": 404 (no such project) | 422 (invalid) |
+500, "message": one line}. The helper exits when stdin closes.
 """
 
 from __future__ import annotations
@@ -50,17 +53,30 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, get_args
 
 from pydantic import ValidationError
 
+from engine.blockwise.launchers import EXECUTORS, executor_names, one_of
 from engine.data import region
 from engine.errors import InputError
 from engine.project import config as cfg
 from engine.project import lineage
 from engine.project.layout import CONFIG_FILE, Project
+from engine.run_request import (
+    OPS,
+    ProjectRef,
+    Refused,
+    ResolvedRun,
+    Resources,
+    ResourcesAsked,
+    RunKind,
+    RunRequest,
+    WriteRequest,
+    Written,
+)
 from engine.runs.checkpoint_check import check_checkpoint
-from engine.runs.spec import Resources, RunSpec, write_spec
+from engine.runs.spec import RunSpec, write_spec
 from engine.train.validation import val_volumes
 
 logger = logging.getLogger(__name__)
@@ -80,7 +96,7 @@ def _project(path: str) -> Project:
     return Project(folder.resolve())
 
 
-KINDS = ("train", "predict", "segment", "evaluate")
+KINDS: tuple[str, ...] = get_args(RunKind)
 BLOCKWISE = ("predict", "segment", "evaluate")
 # The input keys each kind accepts (train's are free-form, as before).
 _INPUT_KEYS: dict[str, tuple[str, ...]] = {
@@ -90,57 +106,57 @@ _INPUT_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _resources(data: Any, kind: str, config: cfg.ProjectConfig) -> Resources:
-    fields = dict(data or {}) if isinstance(data, dict) else data
-    if isinstance(fields, dict) and kind in BLOCKWISE:
+def resources(asked: ResourcesAsked, kind: str, config: cfg.ProjectConfig) -> Resources:
+    """The run's resources: what `asked` names, the rest defaulted (the only place that
+    does): blockwise runs take predict.num_workers and predict.executor, train runs one
+    worker, locally."""
+    blockwise = kind in BLOCKWISE
+    workers = asked.workers
+    if workers is None:
+        workers = config.predict.num_workers if blockwise else 1
+    executor = asked.executor
+    if executor is None:
         # Where workers run is a project setting (predict.executor, overridable per run).
-        fields.setdefault("executor", config.predict.executor)
+        executor = config.predict.executor if blockwise else "local"
+    if executor not in EXECUTORS:
+        raise InputError(
+            f"invalid resources: executor must be {one_of(executor_names())}, got {executor!r}"
+        )
     try:
-        return Resources.model_validate(fields or {})
+        return Resources(gpus=list(asked.gpus), workers=workers, executor=executor)
     except ValidationError as exc:
         raise InputError(f"invalid resources: {cfg.describe_errors(exc)}") from None
 
 
-def _request_resources(request: dict[str, Any], kind: str, config: cfg.ProjectConfig) -> Resources:
-    data = request.get("resources") or {}
-    if not isinstance(data, dict):
-        raise InputError("resources must be an object (gpus, workers, executor)")
-    data = dict(data)
-    if request.get("workers") is not None:
-        data["workers"] = request["workers"]
-    elif kind in BLOCKWISE:
-        data.setdefault("workers", config.predict.num_workers)
-    return _resources(data, kind, config)
+def prepare(request: RunRequest) -> ResolvedRun:
+    """The run `request` asks for, resolved (see the module docstring); with run_id and
+    run_dir, its run directory written as well.
 
-
-def prepare(request: dict[str, Any]) -> dict[str, Any]:
-    project = _project(str(request["project"]))
-    kind = str(request["kind"])
+    NotFound when the project does not exist; InputError (one line) for anything else
+    the run cannot use. Nothing is written unless everything resolved.
+    """
+    project = _project(request.project)
+    kind = request.kind
     config = project.load_config()
-    preset = request.get("preset")
-    if preset:
-        config = cfg.rebase(config, str(preset))
-    overrides = request.get("overrides") or {}
-    if not isinstance(overrides, dict):
-        raise InputError("overrides must map dotted config keys to values")
-    for key, value in overrides.items():
+    if request.preset:
+        config = cfg.rebase(config, request.preset)
+    for key, value in request.overrides.items():
         config = cfg.with_value(config, str(key), value)
-    raw_inputs = request.get("inputs") or {}
-    if not isinstance(raw_inputs, dict):
-        raise InputError("inputs must be an object")
-    inputs, notes = fill_inputs(project, kind, dict(raw_inputs), config)
-    resources = _request_resources(request, kind, config)
-    answer: dict[str, Any] = {
-        "ok": True,
-        "config": config.model_dump(mode="json"),
-        "inputs": inputs,
-        "resources": resources.model_dump(mode="json"),
-        "notes": notes,
-        "project": {"name": project.name, "path": str(project.path)},
-    }
-    if request.get("run_id") and request.get("run_dir"):
-        _write({**request, "resources": answer["resources"]}, project, kind, config, inputs)
-    return answer
+    inputs, notes = fill_inputs(project, kind, dict(request.inputs), config)
+    resolved = ResolvedRun(
+        kind=kind,
+        project=ProjectRef(name=project.name, path=str(project.path)),
+        config=config.model_dump(mode="json"),
+        inputs=inputs,
+        resources=resources(request.resources, kind, config),
+        notes=notes,
+    )
+    if request.run_id and request.run_dir:
+        _write(
+            request.run_id, Path(request.run_dir), project, kind, config, inputs, resolved.resources
+        )
+        resolved.id, resolved.run_dir = request.run_id, request.run_dir
+    return resolved
 
 
 def fill_inputs(
@@ -378,64 +394,84 @@ def _unique_stems(volumes: list[Path], what: str) -> None:
             raise InputError(f"{what}: {volume} is named twice")
 
 
-def write(request: dict[str, Any]) -> dict[str, Any]:
-    project = _project(str(request["project"]))
-    config = cfg.validate(request.get("config") or {}, source="resolved config")
-    _write(request, project, str(request["kind"]), config, dict(request.get("inputs") or {}))
-    return {"ok": True}
+def write(request: WriteRequest) -> Written:
+    """Write run.toml for a run resolved before (`request.config` is validated again;
+    resources not named are filled as `prepare` fills them)."""
+    project = _project(request.project)
+    config = cfg.validate(request.config, source="resolved config")
+    _write(
+        request.run_id,
+        Path(request.run_dir),
+        project,
+        request.kind,
+        config,
+        dict(request.inputs),
+        resources(request.resources, request.kind, config),
+    )
+    return Written()
 
 
 def _write(
-    request: dict[str, Any],
+    run_id: str,
+    run_dir: Path,
     project: Project,
     kind: str,
     config: cfg.ProjectConfig,
     inputs: dict[str, Any],
+    chosen: Resources,
 ) -> None:
     try:
         spec = RunSpec(
-            id=str(request["run_id"]),
+            id=run_id,
             kind=kind,  # type: ignore[arg-type]
             project=str(project.path),
             config=config,
             inputs=inputs,
-            resources=_resources(request.get("resources"), kind, config),
+            resources=chosen,
         )
     except ValidationError as exc:
         raise InputError(f"invalid run: {cfg.describe_errors(exc)}") from None
-    write_spec(Path(str(request["run_dir"])), spec)
+    write_spec(run_dir, spec)
 
 
-_OPS = {"prepare": prepare, "write": write}
+def _parse(line: str) -> RunRequest | WriteRequest:
+    data = json.loads(line)
+    if not isinstance(data, dict):
+        raise InputError("a request is a JSON object")
+    op = data.get("op")
+    if op == "prepare":
+        return RunRequest.model_validate(data)
+    if op == "write":
+        return WriteRequest.model_validate(data)
+    raise InputError(f"unknown op {op!r}: use {', '.join(OPS)}")
 
 
-def answer(line: str) -> dict[str, Any]:
+def answer(line: str) -> ResolvedRun | Written | Refused:
     """One request line → one answer; never raises."""
     try:
-        request = json.loads(line)
-        if not isinstance(request, dict):
-            raise InputError("a request is a JSON object")
-        op = _OPS.get(str(request.get("op")))
-        if op is None:
-            raise InputError(f"unknown op {request.get('op')!r}: use {', '.join(_OPS)}")
-        return op(request)
+        request = _parse(line)
+        if isinstance(request, RunRequest):
+            return prepare(request)
+        return write(request)
     except NotFound as exc:
-        return {"ok": False, "status": 404, "message": str(exc)}
+        return Refused(status=404, message=str(exc))
     except InputError as exc:
-        return {"ok": False, "status": 422, "message": str(exc)}
+        return Refused(status=422, message=str(exc))
+    except ValidationError as exc:  # a ValueError too: its own message is many lines
+        return Refused(status=422, message=f"bad request: {cfg.describe_errors(exc)}")
     except (ValueError, KeyError, TypeError) as exc:
-        return {"ok": False, "status": 422, "message": f"bad request: {type(exc).__name__}: {exc}"}
+        return Refused(status=422, message=f"bad request: {type(exc).__name__}: {exc}")
     except OSError as exc:
-        return {"ok": False, "status": 500, "message": f"{exc.strerror}: {exc.filename}"}
+        return Refused(status=500, message=f"{exc.strerror}: {exc.filename}")
     except Exception as exc:  # the helper must outlive any one bad request
         logger.exception("resolve failed")
-        return {"ok": False, "status": 500, "message": f"{type(exc).__name__}: {exc}"}
+        return Refused(status=500, message=f"{type(exc).__name__}: {exc}")
 
 
 def serve(stdin: IO[str], stdout: IO[str]) -> None:
     for line in stdin:
         if line.strip():
-            stdout.write(json.dumps(answer(line)) + "\n")
+            stdout.write(answer(line).model_dump_json() + "\n")
             stdout.flush()
 
 

@@ -11,14 +11,15 @@ import secrets
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from engine.blockwise.launchers import ExecutorName
 from engine.errors import InputError
 from engine.project import config as cfg
+from engine.run_request import Resources as Resources
+from engine.run_request import RunKind as RunKind
 
 RUN_FILE = "run.toml"
 EVENTS_FILE = "events.jsonl"
@@ -29,15 +30,8 @@ CHECKPOINTS = "checkpoints"
 # {"iteration", "path", "step", "threshold", "voi_split", "voi_merge", "voi", "arand"}.
 BEST_FILE = "best.json"
 
-RunKind = Literal["train", "predict", "segment", "evaluate"]
-
-
-class Resources(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    gpus: list[int] = Field(default_factory=list, description="GPU indices reserved for the run.")
-    workers: int = Field(1, ge=1, description="Worker processes (blockwise runs).")
-    executor: ExecutorName = "local"
+# Resources and RunKind are defined with the resolver's wire models (engine.run_request),
+# which the daemon reads too; run.toml holds the same Resources the resolver answers.
 
 
 class RunSpec(BaseModel):

@@ -17,8 +17,7 @@ import typer
 
 from daemon.schemas import RunCreate
 from engine.project.layout import Project
-from engine.runs import resolve
-from engine.runs.spec import new_run_id
+from engine.run_request import ResolvedRun
 from lsdctl.cli._follow import follow
 from lsdctl.cli._foreground import (
     echo_run_json,
@@ -27,6 +26,7 @@ from lsdctl.cli._foreground import (
     run_foreground,
     summary,
 )
+from lsdctl.cli._resolve import prepare_run
 from lsdctl.client import ensure_daemon
 
 _LABELS = {"predict": "predicting", "segment": "segmenting", "evaluate": "evaluating"}
@@ -54,17 +54,12 @@ def start_run(
     None when detached. `quiet` leaves the success summary to the caller; `as_json`
     prints the run (and, once it ended, its result) as JSON instead.
     """
-    request: dict[str, Any] = {
-        "project": str(proj.path.absolute()),
-        "kind": kind,
-        "overrides": overrides,
-        "inputs": inputs,
-        "workers": workers,
-    }
     if local:
-        run_id = new_run_id(kind)
+        answer = prepare_run(
+            proj, kind, overrides=overrides, inputs=inputs, workers=workers, write=True
+        )
+        run_id = str(answer.id)
         run_dir = proj.runs_dir / run_id
-        answer = resolve.prepare({**request, "run_id": run_id, "run_dir": str(run_dir)})
         _tell(kind, answer)
         code = run_foreground(
             run_dir, f"engine.{kind}", _LABELS[kind], stopping_note=_STOPPING[kind]
@@ -78,7 +73,7 @@ def start_run(
         return run_dir
     # Resolved here as well as in the daemon: refusals come before a daemon starts, and
     # the daemon gets absolute paths, so it runs exactly what was shown.
-    answer = resolve.prepare(request)
+    answer = prepare_run(proj, kind, overrides=overrides, inputs=inputs, workers=workers)
     _tell(kind, answer)
     with ensure_daemon() as client:
         if gpus is None:
@@ -88,8 +83,8 @@ def start_run(
                 kind=kind,  # type: ignore[arg-type]
                 project=str(proj.path.absolute()),
                 overrides=overrides,
-                inputs=answer["inputs"],
-                workers=int(answer["resources"]["workers"]),
+                inputs=answer.inputs,
+                workers=answer.resources.workers,
                 gpus=gpus,
             )
         )
@@ -109,20 +104,20 @@ def start_run(
     return Path(detail.run_dir)
 
 
-def _default_gpus(client: Any, kind: str, answer: dict[str, Any]) -> int:
+def _default_gpus(client: Any, kind: str, answer: ResolvedRun) -> int:
     """One GPU per local predict worker, as many as the machine has; none elsewhere (the
     CPU steps, and cluster workers, which get theirs from the cluster)."""
-    if kind != "predict" or answer["resources"]["executor"] != "local":
+    if kind != "predict" or answer.resources.executor != "local":
         return 0
     report = client.gpus()
-    return min(int(answer["resources"]["workers"]), len(report.gpus)) if report.available else 0
+    return min(answer.resources.workers, len(report.gpus)) if report.available else 0
 
 
-def _tell(kind: str, answer: dict[str, Any]) -> None:
+def _tell(kind: str, answer: ResolvedRun) -> None:
     """What the run will use, on stderr (stdout stays for results and --json)."""
-    inputs = answer["inputs"]
-    config = answer["config"]
-    lines = [f"note: {note}" for note in answer.get("notes") or []]
+    inputs = answer.inputs
+    config = answer.config
+    lines = [f"note: {note}" for note in answer.notes]
     if kind == "predict":
         where = f" (train run {inputs['train_run']})" if inputs.get("train_run") else ""
         lines.append(f"checkpoint: {inputs['checkpoint']}{where}")

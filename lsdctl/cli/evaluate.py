@@ -77,9 +77,7 @@ def evaluate(
         inputs["segment_run"] = pathish(from_run) if "/" in from_run else from_run
     inputs.update(roi_input(roi))
     overrides: dict[str, Any] = {"predict.executor": executor} if executor else {}
-    run_dir = start_run(
-        proj, "evaluate", inputs, overrides, workers or 1, 0, local, False, quiet=True
-    )
+    run_dir = start_run(proj, "evaluate", inputs, overrides, workers, 0, local, False, quiet=True)
     if run_dir is None:
         return
     metrics_path = run_dir / lineage.METRICS_FILE

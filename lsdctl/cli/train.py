@@ -4,9 +4,10 @@ By default the run goes to the daemon (started if needed), which queues it, give
 GPU if there is one, and records it; this command follows it until it ends (Ctrl-C
 detaches; the run goes on). `-d` returns at once with the run id.
 
-`--local` runs `python -m engine.train RUN_DIR` as a child process in its own session
-(so torch never loads in this process, and a terminal Ctrl-C reaches only lsdctl, which
-then asks the run to checkpoint and stop), and follows its events with a progress bar.
+`--local` resolves and writes the run directory as the daemon does (engine.resolve.prepare,
+the one resolver), then runs `python -m engine.train RUN_DIR` as a child process in its own
+session (so torch never loads in this process, and a terminal Ctrl-C reaches only lsdctl,
+which then asks the run to checkpoint and stop), and follows its events with a progress bar.
 """
 
 from __future__ import annotations
@@ -18,24 +19,15 @@ import typer
 
 from daemon.schemas import RunCreate, RunInfo
 from engine.errors import InputError
-from engine.project import config as cfg
 from engine.project.layout import Project
-from engine.runs import resolve
 from engine.runs.events import read_events
-from engine.runs.spec import (
-    EVENTS_FILE,
-    LOG_FILE,
-    RUN_FILE,
-    Resources,
-    RunSpec,
-    new_run_id,
-    write_spec,
-)
+from engine.runs.spec import EVENTS_FILE, LOG_FILE, RUN_FILE
 from lsdctl.cli import _foreground
 from lsdctl.cli._follow import follow
 from lsdctl.cli._foreground import echo_run_json
 from lsdctl.cli._guard import guarded
 from lsdctl.cli._project import project_option, resolve_project
+from lsdctl.cli._resolve import prepare_run
 from lsdctl.client import ensure_daemon
 
 _EXIT_INTERRUPTED = _foreground.EXIT_INTERRUPTED
@@ -155,32 +147,31 @@ def train(
         if not (run_dir / RUN_FILE).is_file():
             raise InputError(f"no run {resume!r} in {proj.runs_dir}: see the folder names there")
     else:
-        config = proj.load_config()
-        if dataset:
-            config = cfg.rebase(config, dataset)
-        if model:
-            config = cfg.with_value(config, "train.model_type", model.upper())
-        if iterations:
-            config = cfg.with_value(config, "train.iterations", iterations)
-        # The daemon's checks, before a run directory exists: volumes, validation split.
-        inputs, _ = resolve.fill_inputs(proj, "train", dict(inputs_asked), config)
-    if resume is None:
-        run_id = new_run_id("train")
-        run_dir = proj.runs_dir / run_id
-        write_spec(
-            run_dir,
-            RunSpec(
-                id=run_id,
-                kind="train",
-                project=str(proj.path.resolve()),
-                config=config,
-                inputs=inputs,
-                # Without the daemon nothing is reserved: GPUs 0..N-1 of those visible.
-                resources=Resources(gpus=list(range(gpus))) if gpus > 1 else Resources(),
-            ),
+        # Resolved and written as the daemon does it (its checks come before a run
+        # directory exists: volumes, validation split, --init-from).
+        resolved = prepare_run(
+            proj,
+            "train",
+            preset=dataset,
+            overrides=_overrides(model, iterations),
+            inputs=inputs_asked,
+            # Without the daemon nothing is reserved: GPUs 0..N-1 of those visible.
+            gpus=range(gpus) if gpus > 1 else (),
+            write=True,
         )
+        run_dir = proj.runs_dir / str(resolved.id)
     code = run_foreground(run_dir, iterations)
     _report(proj, run_dir, code, as_json)
+
+
+def _overrides(model: str | None, iterations: int | None) -> dict[str, Any]:
+    """--model and --iterations as config overrides (the same for the daemon and --local)."""
+    overrides: dict[str, Any] = {}
+    if model:
+        overrides["train.model_type"] = model.upper()
+    if iterations:
+        overrides["train.iterations"] = iterations
+    return overrides
 
 
 def run_foreground(run_dir: Path, iterations: int | None) -> int:
@@ -243,17 +234,12 @@ def _train_in_daemon(
             run: RunInfo = client.resume(resume, iterations)
         else:
             # The daemon resolves and validates the config: a bad value is its 4xx answer.
-            overrides: dict[str, object] = {}
-            if model:
-                overrides["train.model_type"] = model.upper()
-            if iterations:
-                overrides["train.iterations"] = iterations
             run = client.submit(
                 request.model_copy(
                     update={
                         "project": str(proj.path.absolute()),
                         "preset": dataset,
-                        "overrides": overrides,
+                        "overrides": _overrides(model, iterations),
                     }
                 )
             )

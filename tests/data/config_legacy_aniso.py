@@ -43,8 +43,12 @@ _C.MODEL_ANISO = CN()
 _C.MODEL_ANISO.NUM_FMAPS = 12
 _C.MODEL_ANISO.FMAP_INC_FACTOR = 5
 _C.MODEL_ANISO.DOWNSAMPLE_FACTORS = [[1, 2, 2], [2, 2, 2], [3, 3, 3]]
-_C.MODEL_ANISO.KERNEL_SIZE_DOWN = [[(1, 3, 3), (1, 3, 3)], [(3,) * 3, (3,) * 3],
-                                   [(3,) * 3, (3,) * 3], [(3,) * 3, (3,) * 3]]
+_C.MODEL_ANISO.KERNEL_SIZE_DOWN = [
+    [(1, 3, 3), (1, 3, 3)],
+    [(3,) * 3, (3,) * 3],
+    [(3,) * 3, (3,) * 3],
+    [(3,) * 3, (3,) * 3],
+]
 _C.MODEL_ANISO.KERNEL_SIZE_UP = [[(3,) * 3, (3,) * 3]] * 3
 _C.MODEL_ANISO.INPUT_SHAPE = (132, 268, 268)
 _C.MODEL_ANISO.INPUT_SHAPE_2D = (268, 268)

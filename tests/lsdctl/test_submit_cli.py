@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.runs.spec import read_spec
+from daemon.schemas import RunCreate
+from engine.runs.spec import RunSpec, read_spec
+from lsdctl.client import ensure_daemon
 from tests.checkpoint_files import write_checkpoint
 from tests.conftest import CliCaller, tree
 from tests.engine.evaluate.test_evaluate import make_segment_run
@@ -102,6 +104,31 @@ def test_through_the_daemon(cli: CliCaller, projects: Path, home: Path) -> None:
     )  # fmt: skip
     assert set(queued) == {"run", "kind", "state"} and queued["kind"] == "predict"
     assert queued["run"].startswith("predict-") and queued["run"] != run_id
+
+    # Straight to the daemon (the TUI's way): the workers asked for, or else the
+    # project's predict.num_workers, both decided by the resolver alone.
+    with ensure_daemon() as client:
+        for asked in (None, 1):
+            run = client.submit(
+                RunCreate(
+                    kind="predict",
+                    project=str(projects / "p"),
+                    overrides={"predict.executor": "slurm"},
+                    inputs={"checkpoint": checkpoint, "overwrite": True},
+                    workers=asked,
+                )
+            )
+            spec = _launched(Path(run.run_dir))
+            assert spec.resources.workers == (asked or spec.config.predict.num_workers)
+            assert spec.config.predict.num_workers != 1  # so the two cases differ
+
+
+def _launched(run_dir: Path) -> RunSpec:
+    """The run.toml the daemon writes at launch."""
+    deadline = time.monotonic() + 20
+    while not (run_dir / "run.toml").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return read_spec(run_dir)
 
 
 def test_bad_regions_are_refused_before_anything_is_written(

@@ -4,6 +4,7 @@ run folders."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from engine.errors import InputError
 from engine.project import config as cfg
 from engine.project import lineage
 from engine.project.layout import init_project
+from engine.run_request import Refused, ResolvedRun, ResourcesAsked, RunRequest
 from engine.runs.events import EventWriter
 from engine.runs.resolve import answer, prepare
 from engine.runs.spec import RunSpec, read_spec, write_spec
@@ -174,8 +176,11 @@ def test_resolve_parent(project: Path) -> None:
 
 
 # ---- engine.runs.resolve.prepare: lineage defaults per kind ------------------------------------
-def _prepare(project: Path, kind: str, **request: object) -> dict[str, object]:
-    return prepare({"project": str(project), "kind": kind, **request})
+def _prepare(project: Path, kind: str, **request: Any) -> dict[str, Any]:
+    """prepare's answer as its JSON object (what the daemon reads)."""
+    workers = request.pop("workers", None)
+    asked = RunRequest(project=str(project), kind=kind, resources={"workers": workers}, **request)
+    return prepare(asked).model_dump(mode="json")
 
 
 def _predictions(project: Path, run_id: str, volumes: tuple[str, ...], affs: bool = True) -> Path:
@@ -229,6 +234,33 @@ def test_prepare_predict_fills_checkpoint_volumes_and_resources(project: Path) -
     assert "train_run" not in read_spec(run_dir).inputs
 
 
+def test_workers_asked_for_are_the_workers_resolved(project: Path) -> None:
+    # The resolver is the one place predict.num_workers applies: `--workers 1` is one
+    # worker, no --workers is predict.num_workers, on the wire and in run.toml alike.
+    _run(project, "t", events=("result",), checkpoints=(10,))
+    for split in ("test", "train"):
+        write_volume(project / split / "a.zarr", np.zeros((4, 4, 4), np.uint8), None, (8, 8, 8))
+    three = {"predict.num_workers": 3}
+    assert _prepare(project, "predict", overrides=three, workers=1)["resources"]["workers"] == 1
+    assert _prepare(project, "predict", overrides=three)["resources"]["workers"] == 3
+    train = _prepare(project, "train", overrides={"train.validate_every": 0})["resources"]
+    assert train == {"gpus": [], "workers": 1, "executor": "local"}
+
+    run_dir = project / "runs" / "predict-1"
+    asked = RunRequest(
+        project=str(project),
+        kind="predict",
+        overrides=three,
+        resources=ResourcesAsked(workers=1),
+        run_id="predict-1",
+        run_dir=str(run_dir),
+    )
+    reply = answer(asked.model_dump_json())
+    assert isinstance(reply, ResolvedRun), reply
+    assert reply.resources.workers == 1 and reply.id == "predict-1"
+    assert read_spec(run_dir).resources.workers == 1
+
+
 def test_prepare_segment_and_evaluate_pick_their_parents(project: Path) -> None:
     with pytest.raises(InputError, match="no succeeded predict run in project p"):
         _prepare(project, "segment")
@@ -261,8 +293,9 @@ def test_prepare_writes_run_toml_with_resources_and_answer_refuses_in_one_line(
 ) -> None:
     segment_run = make_segment_run(project, with_labels=False)
     reply = answer(f'{{"op": "prepare", "project": "{project}", "kind": "evaluate"}}')
-    assert reply["ok"] is False and reply["status"] == 422
-    assert "has no labels" in reply["message"] and "\n" not in reply["message"]
+    assert isinstance(reply, Refused)
+    assert reply.ok is False and reply.status == 422
+    assert "has no labels" in reply.message and "\n" not in reply.message
     assert not (project / "runs" / "evaluate-1").exists()
 
     _predictions(project, "predict-1", ("x",))

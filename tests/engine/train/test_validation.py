@@ -19,6 +19,7 @@ from engine.errors import InputError
 from engine.project import config as cfg
 from engine.project import lineage
 from engine.project.layout import Project, init_project
+from engine.run_request import ResourcesAsked, RunRequest
 from engine.runs import resolve
 from engine.runs.checkpoints import list_checkpoints, save_checkpoint
 from engine.runs.events import read_events
@@ -113,16 +114,16 @@ def _run(project: Project, kind: str, inputs: dict[str, Any], workers: int = 1) 
     run_id = new_run_id(kind)
     run_dir = project.runs_dir / run_id
     answer = resolve.prepare(
-        {
-            "project": str(project.path),
-            "kind": kind,
-            "inputs": inputs,
-            "workers": workers,
-            "run_id": run_id,
-            "run_dir": str(run_dir),
-        }
+        RunRequest(
+            project=str(project.path),
+            kind=kind,  # type: ignore[arg-type]
+            inputs=inputs,
+            resources=ResourcesAsked(workers=workers),
+            run_id=run_id,
+            run_dir=str(run_dir),
+        )
     )
-    assert answer["ok"], answer
+    assert answer.ok, answer
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, "-m", f"engine.{kind}", str(run_dir)],
