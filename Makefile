@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check lsdctl daemon engine tests bench scripts
 	$(BIN)/mypy lsdctl daemon engine/config.py engine/geometry.py engine/lineage.py engine/resolve.py \
 		engine/evaluate.py engine/fragments.py engine/rag.py engine/agglomerate.py engine/blockwise.py \
-		engine/entry.py engine/segment.py
+		engine/entry.py engine/segment.py engine/contract.py
 	$(BIN)/lint-imports
 
 # Two test processes, one test file each at a time: most tests wait on subprocesses,

@@ -39,9 +39,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
 
+from engine.contract import EVENTS_FILE, RUN_FILE, EventWriter, read_events
 from engine.entry import configure_logging, missing_run_dir
 from engine.errors import EngineError, InputError
-from engine.events import EventWriter, read_events
 
 if TYPE_CHECKING:  # only for types: workers start without loading the config models
     from engine.config import ProjectConfig
@@ -760,10 +760,6 @@ def entry_point(
     [--overwrite]`): logging, events, SIGTERM (stops the run, see `request_stop`) and
     the exit codes of the run-directory contract: 0 done, 1 failed, 2 bad input (one
     `error:` line on stderr), 3 interrupted (resumable)."""
-    # Here, not at the top: rundir loads the config models (pydantic), which a cluster
-    # job's worker (this module's main) does not need.
-    from engine.rundir import EVENTS_FILE, RUN_FILE
-
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("run_dir", type=Path)
     parser.add_argument(

@@ -28,17 +28,14 @@ from typing import Any
 
 import torch
 
+from engine.contract import BEST_FILE, checkpoint_iteration, checkpoint_name
 from engine.errors import InputError
-from engine.rundir import BEST_FILE
 
 # The key of the model's state dict in an lsdctl checkpoint.
 MODEL_KEY = "model"
 
-_NAME = re.compile(r"checkpoint_(\d{8})\.pt")
-
-
 def checkpoint_path(folder: Path, iteration: int) -> Path:
-    return folder / f"checkpoint_{iteration:08d}.pt"
+    return folder / checkpoint_name(iteration)
 
 
 def list_checkpoints(folder: Path) -> list[tuple[int, Path]]:
@@ -47,9 +44,9 @@ def list_checkpoints(folder: Path) -> list[tuple[int, Path]]:
         return []
     found = []
     for path in folder.iterdir():
-        match = _NAME.fullmatch(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
+        iteration = checkpoint_iteration(path.name)
+        if iteration is not None:
+            found.append((iteration, path))
     return sorted(found)
 
 

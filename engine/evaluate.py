@@ -75,12 +75,12 @@ from engine.blockwise import Interrupted as BlocksInterrupted
 from engine.blockwise import exit_process, request_stop, run_task, scheduling
 from engine.config import write_atomic
 from engine.contingency import Table, marginals
+from engine.contract import EVENTS_FILE, EventWriter
 from engine.entry import configure_logging, missing_run_dir
 from engine.errors import EngineError, InputError
-from engine.events import EventWriter
 from engine.mask import recorded
 from engine.metrics import Scores, scores_of
-from engine.rundir import EVENTS_FILE, RunSpec, read_spec
+from engine.rundir import RunSpec, read_spec
 from engine.validation import VALIDATION_ATTR
 
 logger = logging.getLogger(__name__)

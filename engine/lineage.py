@@ -19,14 +19,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine.contract import (
+    CHECKPOINT_PATTERN,
+    CHECKPOINTS,
+    EVENTS_FILE,
+    RUN_FILE,
+    read_best,
+    read_events,
+)
 from engine.errors import InputError
-from engine.events import read_events
-from engine.rundir import CHECKPOINTS, EVENTS_FILE, RUN_FILE, read_best
 from engine.validation import RECORD_KEYS, VALIDATION_ATTR
 
-# The same names engine.checkpoints writes; that module imports torch at load time, which
-# the CLI must never do, so the pattern is repeated here (a test keeps the two in step).
-_CHECKPOINT = re.compile(r"checkpoint_(\d{8})\.pt")
 _RUN_ITER = re.compile(r"(?P<run>[^:/]+):(?P<iteration>\d+|best)")
 # How each kind names the run it builds on in its inputs.
 PARENT_KEY = {"predict": "train_run", "segment": "predict_run", "evaluate": "segment_run"}
@@ -290,7 +293,7 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
         return []
     found = []
     for path in folder.iterdir():
-        match = _CHECKPOINT.fullmatch(path.name)
+        match = CHECKPOINT_PATTERN.fullmatch(path.name)
         if match:
             found.append((int(match.group(1)), path.absolute()))
     return sorted(found)
@@ -437,7 +440,7 @@ def validation_at(run_dir: Path, iteration: int) -> dict[str, Any] | None:
 def validation_of_checkpoint(path: Path) -> dict[str, Any] | None:
     """The validation record of a checkpoint file inside a train run (None otherwise),
     with `train_run` and `iteration` added."""
-    match = _CHECKPOINT.fullmatch(path.name)
+    match = CHECKPOINT_PATTERN.fullmatch(path.name)
     if match is None or path.parent.name != CHECKPOINTS:
         return None
     run_dir = path.parent.parent
@@ -467,7 +470,7 @@ def _checkpoint_file(project_path: Path, spec: str) -> CheckpointChoice:
             "or the path of a .pt file"
         )
     path = path.resolve()
-    match = _CHECKPOINT.fullmatch(path.name)
+    match = CHECKPOINT_PATTERN.fullmatch(path.name)
     iteration = int(match.group(1)) if match else None
     train_run = None
     runs_dir = (project_path / "runs").resolve()

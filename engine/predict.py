@@ -36,13 +36,13 @@ import numpy as np
 from engine import lineage
 from engine.blockwise import SKIPPED, Grid, entry_point, exit_process, run_task, scheduling
 from engine.config import ModelType, ProjectConfig
+from engine.contract import RUN_FILE, EventWriter
 from engine.data.volume import RAW, create_array, read_window, write_window
 from engine.errors import EngineError, InputError
-from engine.events import EventWriter
 from engine.mask import Mask
 from engine.region import Region
 from engine.region import resolve as resolve_region
-from engine.rundir import RUN_FILE, RunSpec, read_spec
+from engine.rundir import RunSpec, read_spec
 from engine.validation import VALIDATION_ATTR
 
 logger = logging.getLogger(__name__)

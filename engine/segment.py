@@ -43,9 +43,9 @@ from engine.blockwise import (
     scheduling,
 )
 from engine.config import ProjectConfig
+from engine.contract import EventWriter
 from engine.data.volume import create_array, read_window, write_window
 from engine.errors import EngineError, InputError
-from engine.events import EventWriter
 from engine.mask import MASK_ATTR, Mask, recorded
 from engine.region import Region
 from engine.region import resolve as resolve_region

@@ -45,10 +45,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.config import AUTO_CONTEXT, ModelType, ProjectConfig
+from engine.contract import CHECKPOINTS, EVENTS_FILE, EventWriter, read_events_of
 from engine.entry import configure_logging, missing_run_dir
 from engine.errors import EngineError, InputError
-from engine.events import EventWriter, read_events_of
-from engine.rundir import CHECKPOINTS, EVENTS_FILE, RunSpec, read_spec
+from engine.rundir import RunSpec, read_spec
 from engine.validation import History, can_validate, val_volumes
 
 if TYPE_CHECKING:

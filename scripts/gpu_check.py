@@ -237,7 +237,7 @@ def _train(
     import torch
 
     from engine import config as cfg
-    from engine.events import EventWriter, read_events
+    from engine.contract import EventWriter, read_events
     from engine.rundir import RunSpec, read_spec, write_spec
     from engine.train import Trainer, _StopFlag
 
@@ -290,7 +290,7 @@ def _predict(
     import zarr
 
     from engine import config as cfg
-    from engine.events import read_events
+    from engine.contract import read_events
     from engine.rundir import Resources, RunSpec, write_spec
 
     config = cfg.with_value(config, "predict.precision", precision)  # type: ignore[arg-type]

@@ -24,9 +24,9 @@ from rich.table import Table
 
 from daemon.schemas import RunCreate
 from engine import lineage, region, resolve
+from engine.contract import new_run_id
 from engine.errors import InputError
 from engine.project import Project
-from engine.rundir import new_run_id
 from lsdctl.cli._follow import follow
 from lsdctl.cli._foreground import (
     echo_run_json,

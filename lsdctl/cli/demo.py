@@ -20,9 +20,9 @@ from rich.table import Table
 from daemon.schemas import RunCreate, RunState
 from engine import config as cfg
 from engine import lineage
+from engine.contract import read_best
 from engine.errors import InputError
 from engine.project import SPLITS, Project, init_project
-from engine.rundir import read_best
 from lsdctl.cli import data as data_cli
 from lsdctl.cli._follow import follow
 from lsdctl.cli._foreground import report_run

@@ -19,18 +19,10 @@ import typer
 from daemon.schemas import RunCreate, RunInfo
 from engine import config as cfg
 from engine import resolve
+from engine.contract import EVENTS_FILE, LOG_FILE, RUN_FILE, new_run_id, read_events
 from engine.errors import InputError
-from engine.events import read_events
 from engine.project import Project
-from engine.rundir import (
-    EVENTS_FILE,
-    LOG_FILE,
-    RUN_FILE,
-    Resources,
-    RunSpec,
-    new_run_id,
-    write_spec,
-)
+from engine.rundir import Resources, RunSpec, write_spec
 from lsdctl.cli import _foreground
 from lsdctl.cli._follow import follow
 from lsdctl.cli._foreground import echo_run_json

@@ -24,9 +24,9 @@ import torch.multiprocessing as mp
 from engine import config as cfg
 from engine.checkpoints import list_checkpoints
 from engine.config import ModelType
+from engine.contract import read_events
 from engine.data.volume import write_volume
 from engine.distributed import CPU_RANKS_ENV, Ranks
-from engine.events import read_events
 from engine.models import build_model
 from engine.precision import resolve_precision
 from engine.synth import synthesize

@@ -12,8 +12,8 @@ import zarr
 from skimage.metrics import variation_of_information
 
 from engine import config as cfg
+from engine.contract import EventWriter, read_events
 from engine.data.volume import create_array, write_volume
-from engine.events import EventWriter, read_events
 from engine.metrics import score
 from engine.rundir import RunSpec, write_spec
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from engine import config as cfg
+from engine.contract import read_events
 from engine.data.volume import write_volume
-from engine.events import read_events
 from tests.conftest import SHARED_DATA
 from tests.engine.train_runs import make_run_dir, train_loss_drop
 

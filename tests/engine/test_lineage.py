@@ -9,9 +9,9 @@ import pytest
 
 from engine import config as cfg
 from engine import lineage
+from engine.contract import EventWriter
 from engine.data.volume import create_array, write_volume
 from engine.errors import InputError
-from engine.events import EventWriter
 from engine.project import init_project
 from engine.resolve import answer, prepare
 from engine.rundir import RunSpec, read_spec, write_spec

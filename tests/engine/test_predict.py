@@ -15,8 +15,8 @@ import pytest
 import zarr
 
 from engine import config as cfg
+from engine.contract import read_events
 from engine.data.volume import write_volume
-from engine.events import read_events
 from engine.predict import (
     AFFS,
     LSDS,

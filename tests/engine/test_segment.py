@@ -12,8 +12,8 @@ import pytest
 import zarr
 
 from engine import config as cfg
+from engine.contract import read_events
 from engine.data.volume import create_array, write_volume
-from engine.events import read_events
 from engine.metrics import score
 from engine.project import Project, init_project
 from engine.rundir import Resources, RunSpec, write_spec

@@ -16,8 +16,8 @@ import zarr
 
 from engine import config as cfg
 from engine.checkpoints import list_checkpoints, load_checkpoint
+from engine.contract import read_events
 from engine.data.volume import write_volume
-from engine.events import read_events
 from engine.synth import synthesize
 from engine.train import main as train_main
 from tests.engine.train_runs import make_run_dir, read_losses

@@ -14,9 +14,9 @@ import torch
 
 from engine import config as cfg
 from engine.config import ModelType
+from engine.contract import read_events
 from engine.data.volume import write_volume
 from engine.distributed import Ranks
-from engine.events import read_events
 from engine.models import build_model
 from engine.precision import resolve_precision
 from engine.synth import synthesize

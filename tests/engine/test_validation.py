@@ -16,11 +16,11 @@ import pytest
 from engine import config as cfg
 from engine import lineage, resolve
 from engine.checkpoints import list_checkpoints, save_checkpoint
+from engine.contract import new_run_id, read_best, read_events
 from engine.data.volume import write_volume
 from engine.errors import InputError
-from engine.events import read_events
 from engine.project import Project, init_project
-from engine.rundir import RunSpec, new_run_id, read_best, read_spec, write_spec
+from engine.rundir import RunSpec, read_spec, write_spec
 from engine.synth import synthesize
 from engine.train import main as train_main
 from engine.validation import History, val_volumes

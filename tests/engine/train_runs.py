@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import config as cfg
-from engine.events import read_events
+from engine.contract import read_events
 from engine.rundir import RunSpec, write_spec
 from engine.train import main as train_main
 

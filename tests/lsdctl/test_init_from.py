@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from engine.checkpoints import list_checkpoints, load_checkpoint
-from engine.events import read_events
+from engine.contract import read_events
 from tests.conftest import CliCaller, tree
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from engine.checkpoints import list_checkpoints
-from engine.events import read_events
+from engine.contract import read_events
 from tests.conftest import CliCaller
 
 ROOT = Path(__file__).resolve().parents[2]

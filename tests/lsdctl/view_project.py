@@ -12,8 +12,8 @@ import numpy as np
 import zarr
 
 from engine import config as cfg
+from engine.contract import EventWriter
 from engine.data.volume import create_array, write_volume
-from engine.events import EventWriter
 from engine.project import init_project
 from engine.rundir import RunSpec, write_spec
 from engine.synth import synthesize
