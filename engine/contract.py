@@ -340,21 +340,21 @@ def read_events(
     return events, offset + end
 
 
-def read_events_of(path: Path, kind: str) -> list[dict[str, Any]]:
-    """Every complete event of one type, in order: a long training log is mostly metric
-    lines, so only lines that mention the type are parsed."""
-    needle = f'"{kind}"'.encode()
+def read_events_of(path: Path, *kinds: str) -> list[dict[str, Any]]:
+    """Every complete event of the given types, in order: a long training log is mostly
+    metric lines, so only lines that mention one of the types are parsed."""
+    needles = [f'"{kind}"'.encode() for kind in kinds]
     found: list[dict[str, Any]] = []
     try:
         with path.open("rb") as f:
             for line in f:
-                if needle not in line or not line.endswith(b"\n"):
+                if not line.endswith(b"\n") or not any(n in line for n in needles):
                     continue
                 try:
                     event = json.loads(line)
                 except ValueError:
                     continue  # a torn line from a crash
-                if isinstance(event, dict) and event.get("type") == kind:
+                if isinstance(event, dict) and event.get("type") in kinds:
                     found.append(event)
     except FileNotFoundError:
         return []

@@ -26,6 +26,7 @@ from engine.contract import (
     RUN_FILE,
     read_best,
     read_events,
+    read_events_of,
 )
 from engine.errors import InputError
 from engine.validation import RECORD_KEYS, VALIDATION_ATTR
@@ -226,23 +227,13 @@ def ground_truth_of(segmentation: Path) -> Path:
 
 def _outcome(events_path: Path) -> tuple[bool, str | None]:
     """(succeeded, last error message) from the run's terminal events."""
-    last: dict[str, Any] | None = None
     try:
-        with events_path.open("rb") as f:
-            for line in f:
-                # A long training log is mostly metric lines: parse only candidate lines.
-                if b'"result"' not in line and b'"error"' not in line:
-                    continue
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue  # a torn line from a crash
-                if isinstance(event, dict) and event.get("type") in ("result", "error"):
-                    last = event
+        terminal = read_events_of(events_path, "result", "error")
     except OSError:
         return False, None
-    if last is None:
+    if not terminal:
         return False, None
+    last = terminal[-1]
     if last["type"] == "result":
         return True, None
     # Messages end up in one-line refusals: no tracebacks or newlines in them.
@@ -415,25 +406,14 @@ def validation_at(run_dir: Path, iteration: int) -> dict[str, Any] | None:
     best = read_best(run_dir)
     if best is not None and best.get("iteration") == iteration:
         return _validation(best)
-    found = None
     try:
-        with (run_dir / EVENTS_FILE).open("rb") as f:
-            for line in f:
-                if b'"validation"' not in line:
-                    continue  # most lines are metrics: parse only candidates
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if (
-                    isinstance(event, dict)
-                    and event.get("type") == "validation"
-                    and event.get("step") == iteration
-                    and isinstance(event.get("threshold"), int | float)
-                ):
-                    found = _validation(event)
+        events = read_events_of(run_dir / EVENTS_FILE, "validation")
     except OSError:
         return None
+    found = None
+    for event in events:
+        if event.get("step") == iteration and isinstance(event.get("threshold"), int | float):
+            found = _validation(event)
     return found
 
 

@@ -162,6 +162,16 @@ def test_a_torn_line_before_newer_ones_is_skipped(tmp_path: Path) -> None:
     assert read_events_of(path, "error") == events
 
 
+def test_events_of_several_types_keep_their_order(tmp_path: Path) -> None:
+    path = tmp_path / contract.EVENTS_FILE
+    writer = EventWriter(path)
+    writer.emit("error", message="first")
+    writer.metric(1, "loss", 0.5)
+    writer.emit("result", iterations=1)
+    writer.close()
+    assert [e["type"] for e in read_events_of(path, "result", "error")] == ["error", "result"]
+
+
 def test_reading_is_bounded_by_limit(tmp_path: Path) -> None:
     path = tmp_path / contract.EVENTS_FILE
     line = json.dumps({"t": 1.0, "type": "warning", "message": "x" * 50}) + "\n"
