@@ -37,7 +37,7 @@ from daemon.tables import (
     RunRow,
     ValidationRow,
 )
-from engine.contract import CHECKPOINTS, checkpoint_iteration, read_best
+from engine.contract import CHECKPOINTS, list_checkpoints, read_best
 
 logger = logging.getLogger(__name__)
 
@@ -249,14 +249,7 @@ def checkpoints(run: RunRow) -> Checkpoints:
     best_record = read_best(run_dir)
     best = None if best_record is None else best_record["iteration"]
     found = []
-    try:
-        entries = list(folder.iterdir())
-    except OSError:
-        entries = []
-    for path in entries:
-        iteration = checkpoint_iteration(path.name)
-        if iteration is None:
-            continue
+    for iteration, path in list_checkpoints(folder):
         try:
             stat = path.stat()
         except OSError:

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from engine.contract import BEST_FILE, checkpoint_iteration, checkpoint_name
+from engine.contract import BEST_FILE, checkpoint_name, list_checkpoints
 from engine.errors import InputError
 
 # The key of the model's state dict in an lsdctl checkpoint.
@@ -36,18 +36,6 @@ MODEL_KEY = "model"
 
 def checkpoint_path(folder: Path, iteration: int) -> Path:
     return folder / checkpoint_name(iteration)
-
-
-def list_checkpoints(folder: Path) -> list[tuple[int, Path]]:
-    """(iteration, path) of every complete checkpoint, oldest first."""
-    if not folder.is_dir():
-        return []
-    found = []
-    for path in folder.iterdir():
-        iteration = checkpoint_iteration(path.name)
-        if iteration is not None:
-            found.append((iteration, path))
-    return sorted(found)
 
 
 def latest_checkpoint(folder: Path) -> tuple[int, Path] | None:

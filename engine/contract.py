@@ -77,6 +77,21 @@ def checkpoint_iteration(name: str) -> int | None:
     return None if match is None else int(match.group(1))
 
 
+def list_checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    """(iteration, path) of every complete checkpoint in `folder`, oldest first ([] for a
+    folder that is missing or unreadable)."""
+    try:
+        paths = list(folder.iterdir())
+    except OSError:
+        return []
+    found = []
+    for path in paths:
+        iteration = checkpoint_iteration(path.name)
+        if iteration is not None:
+            found.append((iteration, path))
+    return sorted(found)
+
+
 def read_best(run_dir: Path) -> dict[str, Any] | None:
     """A train run's CHECKPOINTS/BEST_FILE (None when it has none, or an unreadable one)."""
     try:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine import contract
 from engine.contract import (
     CHECKPOINT_PATTERN,
     CHECKPOINTS,
@@ -279,15 +280,7 @@ def _find_run(project_path: Path, spec: str, kind: str) -> RunRecord:
 # ---- checkpoints -------------------------------------------------------------------------
 def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     """(iteration, path) of every checkpoint of a train run, oldest first."""
-    folder = run_dir / CHECKPOINTS
-    if not folder.is_dir():
-        return []
-    found = []
-    for path in folder.iterdir():
-        match = CHECKPOINT_PATTERN.fullmatch(path.name)
-        if match:
-            found.append((int(match.group(1)), path.absolute()))
-    return sorted(found)
+    return [(i, path.absolute()) for i, path in contract.list_checkpoints(run_dir / CHECKPOINTS)]
 
 
 def resolve_checkpoint(project_path: Path, spec: str | None) -> CheckpointChoice:

@@ -210,6 +210,20 @@ def test_checkpoint_names() -> None:
         assert contract.checkpoint_iteration(other) is None
 
 
+def test_list_checkpoints(tmp_path: Path) -> None:
+    assert contract.list_checkpoints(tmp_path / "none") == []
+    for name in (
+        "checkpoint_00000020.pt",
+        ".checkpoint_00000030.pt.tmp-9",
+        "checkpoint_00000005.pt",
+    ):
+        (tmp_path / name).touch()
+    assert contract.list_checkpoints(tmp_path) == [
+        (5, tmp_path / "checkpoint_00000005.pt"),
+        (20, tmp_path / "checkpoint_00000020.pt"),
+    ]
+
+
 def test_read_best(tmp_path: Path) -> None:
     assert contract.read_best(tmp_path) is None
     folder = tmp_path / contract.CHECKPOINTS
