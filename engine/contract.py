@@ -27,7 +27,7 @@ import secrets
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Annotated, Any, Literal
+from typing import IO, Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -257,24 +257,9 @@ Event = Annotated[
     | SnapshotEvent,
     Field(discriminator="type"),
 ]
+# The type names the union above tells apart (the models' `type` defaults).
 EVENT_TYPES: frozenset[str] = frozenset(
-    model.model_fields["type"].default
-    for model in (
-        MetricEvent,
-        ProgressEvent,
-        BlockEvent,
-        BlockGridEvent,
-        WorkerEvent,
-        CheckpointEvent,
-        ValidationEvent,
-        ResultEvent,
-        ErrorEvent,
-        InterruptedEvent,
-        WarningEvent,
-        ResumedEvent,
-        InitializedEvent,
-        SnapshotEvent,
-    )
+    model.model_fields["type"].default for model in get_args(get_args(Event)[0])
 )
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 
@@ -300,6 +285,8 @@ class EventWriter:
         self._file: IO[str] = path.open("a", buffering=1)
 
     def emit(self, type_: str, durable: bool = False, **fields: Any) -> None:
+        """Append an event of `type_` with `fields` (those its model above declares; the
+        engine's writers call this, numpy and torch scalars allowed)."""
         self._append({"t": round(time.time(), 3), "type": type_, **fields}, durable)
 
     def write(self, event: BaseEvent, durable: bool = False) -> None:
