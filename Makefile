@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check lsdctl daemon engine tests bench scripts
 	$(BIN)/mypy lsdctl daemon engine/project/config.py engine/geometry.py engine/project/lineage.py engine/runs/resolve.py \
 		engine/evaluate/evaluation.py engine/segment/fragments.py engine/segment/rag.py engine/segment/agglomerate.py engine/blockwise \
-		engine/entry.py engine/segment/segmentation.py
+		engine/entry.py engine/segment/segmentation.py engine/contract
 	$(BIN)/lint-imports
 
 # Two test processes, one test file each at a time: most tests wait on subprocesses,

@@ -52,6 +52,7 @@ from daemon.views import (
     validation,
     when,
 )
+from engine.contract import LOG_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +227,7 @@ def create_app(state: DaemonState, lifespan: Any = None) -> FastAPI:
             run = scheduler.get_run(session, run_id)
         data = b""
         try:
-            with (Path(run.run_dir) / "log.txt").open("rb") as f:
+            with (Path(run.run_dir) / LOG_FILE).open("rb") as f:
                 f.seek(offset)
                 data = f.read(_LOG_CHUNK)
         except FileNotFoundError:

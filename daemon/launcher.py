@@ -16,11 +16,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.contract import LOG_FILE
+
 logger = logging.getLogger(__name__)
 
-LOG_FILE = "log.txt"
-EVENTS_FILE = "events.jsonl"
-RUN_FILE = "run.toml"
 # The engine package sits beside the daemon's: runs use the same code as the daemon.
 _SOURCE_ROOT = str(Path(__file__).resolve().parents[1])
 

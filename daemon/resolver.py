@@ -2,7 +2,7 @@
 
 One long-lived helper process answers line-delimited JSON, so a submit costs a round trip
 rather than a Python start, and the daemon never imports engine code: requests and answers
-are the pydantic models of engine.run_request (standard library and pydantic only, the one
+are the pydantic models of engine.contract (standard library and pydantic only, the one
 engine module the daemon may import). Requests are serialised by a lock; a helper that
 died or hung is started again.
 """
@@ -15,7 +15,7 @@ import sys
 from typing import TypeVar
 
 from daemon.errors import DaemonError
-from engine.run_request import (
+from engine.contract import (
     Refused,
     ResolvedRun,
     RunRequest,

@@ -16,12 +16,10 @@ import asyncio
 import json
 import logging
 import os
-import secrets
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlmodel import Session
@@ -34,16 +32,11 @@ from daemon.schemas import RunCreate, RunState
 from daemon.store import Store
 from daemon.tables import AttemptRow, DependencyRow, RunConfigRow, RunRow
 from daemon.tailer import Tailer
-from engine.run_request import ResourcesAsked, RunRequest, WriteRequest
+from engine.contract import LOG_FILE, RUN_FILE, ResourcesAsked, RunRequest, WriteRequest, new_run_id
 
 logger = logging.getLogger(__name__)
 
 QUEUED, RUNNING = RunState.QUEUED.value, RunState.RUNNING.value
-
-
-def new_run_id(kind: str) -> str:
-    """Same format as engine.runs.spec.new_run_id: `train-20261126-114502-3f9a`."""
-    return f"{kind}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
 @dataclass(frozen=True)
@@ -316,7 +309,7 @@ class Scheduler:
             name = signal.Signals(-code).name if -code in signal.valid_signals() else -code
             return RunState.INTERRUPTED, f"killed by {name}; {resume}"
         message = run.error or f"exit code {code}"
-        return RunState.FAILED, f"{message} (see {Path(run.run_dir) / launcher.LOG_FILE})"
+        return RunState.FAILED, f"{message} (see {Path(run.run_dir) / LOG_FILE})"
 
     # ---- starting runs ---------------------------------------------------------------------
     async def _schedule(self) -> None:
@@ -389,7 +382,7 @@ class Scheduler:
             config = self.store.config(session, seq)
             project = self.store.projects_by_id(session, [run.project_id])[run.project_id]
         run_dir = Path(run.run_dir)
-        if not (run_dir / launcher.RUN_FILE).exists() and config is not None:
+        if not (run_dir / RUN_FILE).exists() and config is not None:
             try:
                 # Workers as resolved at submit; the executor follows the stored config.
                 await self.resolver.write(

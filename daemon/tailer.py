@@ -3,6 +3,8 @@
 The offset is committed in the same transaction as what was read, so after a daemon
 crash the tail resumes exactly where the database stops: no gap, no duplicate. A last
 line without its newline is left for next time (still being written, or a torn line).
+The file and its events are engine.contract's (the one engine module the daemon reads);
+events of a type it does not know (a newer engine's) are passed over.
 """
 
 from __future__ import annotations
@@ -17,35 +19,24 @@ from sqlmodel import Session
 
 from daemon.store import Store
 from daemon.tables import BlockGridRow, BlockRow, RunRow, ValidationRow
+from engine.contract import (
+    EVENTS_FILE,
+    BlockEvent,
+    BlockGridEvent,
+    CheckpointEvent,
+    ErrorEvent,
+    MetricEvent,
+    ProgressEvent,
+    ResultEvent,
+    ValidationEvent,
+    parse_event,
+    read_events,
+)
 
 logger = logging.getLogger(__name__)
 
 # At most this much of a file per read, so a long catch-up never stalls the API.
 _CHUNK = 4 * 2**20
-
-
-def read_events(path: Path, offset: int, limit: int = _CHUNK) -> tuple[list[dict[str, Any]], int]:
-    """Complete events from `offset` on (at most about `limit` bytes) and the next offset.
-
-    The twin of engine.runs.events.read_events, plus the read limit: the daemon imports no
-    engine code (DESIGN.md), and events.jsonl is the contract both sides read.
-    """
-    try:
-        with path.open("rb") as f:
-            f.seek(offset)
-            data = f.read(limit)
-    except FileNotFoundError:
-        return [], offset
-    end = data.rfind(b"\n") + 1
-    events: list[dict[str, Any]] = []
-    for line in data[:end].splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue  # a torn line from a crash, followed by newer complete lines
-        if isinstance(event, dict):
-            events.append(event)
-    return events, offset + end
 
 
 class Tailer:
@@ -62,7 +53,7 @@ class Tailer:
 
     def tail(self, session: Session, run: RunRow, until_end: bool = False) -> int:
         """Read new events of `run` into the session (not committed); returns how many."""
-        path = Path(run.run_dir) / "events.jsonl"
+        path = Path(run.run_dir) / EVENTS_FILE
         count = 0
         while True:
             try:
@@ -71,7 +62,7 @@ class Tailer:
                 return count
             if size <= run.events_offset:
                 return count
-            events, offset = read_events(path, run.events_offset)
+            events, offset = read_events(path, run.events_offset, _CHUNK)
             if offset == run.events_offset:
                 return count  # only a partial line so far
             self._apply(session, run, events)
@@ -85,37 +76,37 @@ class Tailer:
         metrics: list[dict[str, Any]] = []
         blocks: dict[str, BlockRow] = {}  # this batch's rows, not yet flushed
         validations: dict[int, ValidationRow] = {}
-        for event in events:
-            kind = event.get("type")
+        for raw in events:
             try:
-                if kind == "metric":
+                event = parse_event(raw)
+                if isinstance(event, MetricEvent):
                     self._metric(run, event, metrics)
-                elif kind == "progress":
+                elif isinstance(event, ProgressEvent):
                     self._progress(run, event)
-                elif kind == "checkpoint":
-                    run.last_checkpoint = str(event.get("path"))
-                elif kind == "result":
-                    run.result_json = json.dumps(event)
-                elif kind == "error":
-                    run.error = str(event.get("message"))[:4000]
-                elif kind == "block":
+                elif isinstance(event, CheckpointEvent):
+                    run.last_checkpoint = event.path
+                elif isinstance(event, ResultEvent):
+                    run.result_json = json.dumps(raw)
+                elif isinstance(event, ErrorEvent):
+                    run.error = event.message[:4000]
+                elif isinstance(event, BlockEvent):
                     self._block(session, run.seq, event, blocks)
-                elif kind == "validation":
+                elif isinstance(event, ValidationEvent):
                     self._validation(session, run, event, validations)
-                elif kind == "blockgrid":
+                elif isinstance(event, BlockGridEvent):
                     session.merge(
                         BlockGridRow(
                             run_seq=run.seq,
-                            task=str(event["task"]),
-                            shape=_csv(event["shape"]),
-                            total=int(event["total"]),
-                            block=_csv(event.get("block") or []),
-                            offset=_csv(event.get("offset") or []),
-                            t=_float(event.get("t")),
+                            task=event.task,
+                            shape=_csv(event.shape),
+                            total=event.total,
+                            block=_csv(event.block),
+                            offset=_csv(event.offset),
+                            t=event.t,
                         )
                     )
-            except (KeyError, TypeError, ValueError) as exc:
-                logger.warning("run %s: skipped malformed event %r (%s)", run.id, event, exc)
+            except (KeyError, TypeError, ValueError) as exc:  # ValidationError is a ValueError
+                logger.warning("run %s: skipped malformed event %r (%s)", run.id, raw, exc)
         self.store.add_metrics(session, metrics)
         if validations:
             self._best(session, run)
@@ -133,52 +124,50 @@ class Tailer:
 
     @staticmethod
     def _block(
-        session: Session, run_seq: int, event: dict[str, Any], batch: dict[str, BlockRow]
+        session: Session, run_seq: int, event: BlockEvent, batch: dict[str, BlockRow]
     ) -> None:
-        block_id, status = str(event.get("id")), str(event.get("status"))
+        block_id, status = event.id, event.status
         row = batch.get(block_id) or session.get(BlockRow, (run_seq, block_id))
         if row is None:
             row = BlockRow(run_seq=run_seq, block_id=block_id, status=status)
         batch[block_id] = row
-        task = event.get("task")
-        row.task = str(task) if task is not None else block_id.rpartition(":")[0] or None
-        if event.get("grid") is not None:
-            row.grid = _csv(event["grid"])
+        row.task = event.task if event.task is not None else block_id.rpartition(":")[0] or None
+        if event.grid is not None:
+            row.grid = _csv(event.grid)
         row.status = status
-        row.worker = None if event.get("worker") is None else str(event["worker"])
-        row.t = _float(event.get("t"))
+        row.worker = None if event.worker is None else str(event.worker)
+        row.t = event.t
         if status == "failed":
-            row.error = str(event.get("error") or "")[-4000:]
+            row.error = (event.error or "")[-4000:]
         elif status in ("done", "skipped"):
             # A retried block that succeeded has no error any more.
-            row.error, row.seconds = None, _float(event.get("seconds"))
+            row.error, row.seconds = None, event.seconds
         session.add(row)
 
     @staticmethod
     def _validation(
-        session: Session, run: RunRow, event: dict[str, Any], batch: dict[int, ValidationRow]
+        session: Session, run: RunRow, event: ValidationEvent, batch: dict[int, ValidationRow]
     ) -> None:
         assert run.seq is not None
-        step = int(event["step"])
-        volumes = event.get("volumes")
+        step = event.step
         row = batch.get(step) or session.get(ValidationRow, (run.seq, step))
         if row is None:
             row = ValidationRow(run_seq=run.seq, step=step, attempt=max(run.attempts, 1))
         batch[step] = row
         row.attempt = max(run.attempts, 1)
-        row.voi_split = _finite(event.get("voi_split"))
-        row.voi_merge = _finite(event.get("voi_merge"))
-        row.voi = _finite(event.get("voi"))
-        row.arand = _finite(event.get("arand"))
-        row.threshold = _finite(event.get("threshold"))
-        row.seconds = _finite(event.get("seconds"))
-        row.volumes_json = json.dumps(_volumes(volumes) if isinstance(volumes, dict) else {})
-        row.t = _float(event.get("t"))
+        row.voi_split = _finite(event.voi_split)
+        row.voi_merge = _finite(event.voi_merge)
+        row.voi = _finite(event.voi)
+        row.arand = _finite(event.arand)
+        row.threshold = _finite(event.threshold)
+        row.seconds = _finite(event.seconds)
+        row.volumes_json = json.dumps(_volumes(event.volumes))
+        row.t = event.t
         session.add(row)
 
-    def _metric(self, run: RunRow, event: dict[str, Any], out: list[dict[str, Any]]) -> None:
+    def _metric(self, run: RunRow, event: MetricEvent, out: list[dict[str, Any]]) -> None:
         assert run.seq is not None
-        step, name, value = int(event["step"]), str(event["name"]), _float(event.get("value"))
+        step, name, value = event.step, event.name, event.value
         out.append(
             {
                 "run_seq": run.seq,
@@ -186,7 +175,7 @@ class Tailer:
                 "step": step,
                 "attempt": max(run.attempts, 1),
                 "value": value,
-                "t": _float(event.get("t")),
+                "t": event.t,
             }
         )
         if name == "loss" and value is not None:
@@ -195,9 +184,9 @@ class Tailer:
             run.rate = value
             self._metric_rate.add(run.seq)
 
-    def _progress(self, run: RunRow, event: dict[str, Any]) -> None:
+    def _progress(self, run: RunRow, event: ProgressEvent) -> None:
         assert run.seq is not None
-        done, total, t = int(event["done"]), int(event["total"]), _float(event.get("t"))
+        done, total, t = event.done, event.total, event.t
         run.progress_done, run.progress_total = done, total
         if run.seq in self._metric_rate or t is None:
             return
@@ -212,16 +201,12 @@ def _csv(values: Any) -> str:
     return ",".join(str(int(v)) for v in values)
 
 
-def _float(value: Any) -> float | None:
-    if value is None:
-        return None
-    return float(value)
-
-
 def _finite(value: Any) -> float | None:
     """A score, or None for a missing or NaN one (JSON has no NaN on the wire)."""
-    number = _float(value)
-    return number if number is not None and math.isfinite(number) else None
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def _volumes(volumes: dict[Any, Any]) -> dict[str, dict[str, float | int | None]]:

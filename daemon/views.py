@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,13 +37,10 @@ from daemon.tables import (
     RunRow,
     ValidationRow,
 )
+from engine.contract import CHECKPOINTS, list_checkpoints, read_best
 
 logger = logging.getLogger(__name__)
 
-# engine.runs.checkpoints names them so; the daemon reads the run directory, not engine code.
-_CHECKPOINT = re.compile(r"checkpoint_(\d+)\.pt")
-# The engine names the best validation's checkpoint here (kept through rotation).
-_BEST = "best.json"
 _STATUSES = ("pending", "running", "done", "skipped", "failed")
 
 
@@ -245,40 +241,26 @@ def block_map(store: Store, session: Session, run: RunRow, task: str | None) -> 
     return BlockMap(run=run.id, tasks=tasks)
 
 
-def _best_iteration(folder: Path) -> int | None:
-    """The iteration checkpoints/best.json names, or None (no validation, or unreadable)."""
-    try:
-        best = json.loads((folder / _BEST).read_text())
-        return int(best["iteration"])
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
-
-
 def checkpoints(run: RunRow) -> Checkpoints:
     """The complete checkpoints in RUN_DIR/checkpoints (temporary files are not listed),
     the best validation's marked."""
-    folder = Path(run.run_dir) / "checkpoints"
-    best = _best_iteration(folder)
+    run_dir = Path(run.run_dir)
+    folder = run_dir / CHECKPOINTS
+    best_record = read_best(run_dir)
+    best = None if best_record is None else best_record["iteration"]
     found = []
-    try:
-        entries = list(folder.iterdir())
-    except OSError:
-        entries = []
-    for path in entries:
-        match = _CHECKPOINT.fullmatch(path.name)
-        if match is None:
-            continue
+    for iteration, path in list_checkpoints(folder):
         try:
             stat = path.stat()
         except OSError:
             continue  # removed meanwhile (only the newest few are kept)
         found.append(
             CheckpointInfo(
-                iteration=int(match.group(1)),
+                iteration=iteration,
                 path=str(path),
                 size_bytes=stat.st_size,
                 modified=when(stat.st_mtime),  # type: ignore[arg-type]
-                best=int(match.group(1)) == best,
+                best=iteration == best,
             )
         )
     found.sort(key=lambda c: c.iteration)

@@ -236,8 +236,8 @@ def _train(
     """The trainer end to end, with real batches: iterations/s and the data_wait share."""
     import torch
 
+    from engine.contract import EventWriter, read_events
     from engine.project import config as cfg
-    from engine.runs.events import EventWriter, read_events
     from engine.runs.spec import RunSpec, read_spec, write_spec
     from engine.train.trainer import Trainer, _StopFlag
 
@@ -292,8 +292,8 @@ def _predict(
 
     import zarr
 
+    from engine.contract import read_events
     from engine.project import config as cfg
-    from engine.runs.events import read_events
     from engine.runs.spec import Resources, RunSpec, write_spec
 
     config = cfg.with_value(config, "predict.precision", precision)  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.blockwise.task import BLOCKS_DIR, SKIPPED, Grid, safe_name
-from engine.runs.events import EventWriter, read_events
+from engine.contract import EventWriter, read_events
 
 # Progress events at most this often: daisy reports every block change.
 _PROGRESS_EVERY_S = 0.5

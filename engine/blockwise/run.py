@@ -16,7 +16,7 @@ from engine.blockwise.relay import Relay
 from engine.blockwise.spawn import start_worker
 from engine.blockwise.stopping import Interrupted, children, end_children, stop_requested
 from engine.blockwise.task import STOPPING, WORKERS_DIR, Cluster, Grid, Outcome, Stage, WorkerSpec
-from engine.runs.events import EventWriter
+from engine.contract import EventWriter
 
 if TYPE_CHECKING:  # only for types: workers start without loading the config models
     from engine.project.config import ProjectConfig

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from engine.blockwise.stopping import Interrupted, request_stop
+from engine.contract import EVENTS_FILE, RUN_FILE, EventWriter
 from engine.entry import configure_logging, missing_run_dir
 from engine.errors import InputError
-from engine.runs.events import EventWriter
-from engine.runs.spec import EVENTS_FILE, RUN_FILE
 
 logger = logging.getLogger(__name__)
 

@@ -65,6 +65,7 @@ import numpy as np
 from engine.blockwise.run import run_task, scheduling
 from engine.blockwise.stopping import Interrupted as BlocksInterrupted
 from engine.blockwise.stopping import request_stop
+from engine.contract import EVENTS_FILE, EventWriter
 from engine.data.mask import recorded
 from engine.entry import configure_logging, missing_run_dir
 from engine.errors import EngineError, InputError
@@ -80,8 +81,7 @@ from engine.evaluate.contingency import Table, marginals
 from engine.evaluate.metrics import Scores, scores_of
 from engine.project import lineage
 from engine.project.config import write_atomic
-from engine.runs.events import EventWriter
-from engine.runs.spec import EVENTS_FILE, RunSpec, read_spec
+from engine.runs.spec import RunSpec, read_spec
 from engine.train.validation import VALIDATION_ATTR
 
 logger = logging.getLogger(__name__)

@@ -36,6 +36,7 @@ import numpy as np
 from engine.blockwise.run import run_task, scheduling
 from engine.blockwise.shell import entry_point
 from engine.blockwise.task import SKIPPED, Grid
+from engine.contract import RUN_FILE, EventWriter
 from engine.data.mask import Mask
 from engine.data.region import Region
 from engine.data.region import resolve as resolve_region
@@ -43,8 +44,7 @@ from engine.data.volume import RAW, create_array, read_window, write_window
 from engine.errors import EngineError, InputError
 from engine.project import lineage
 from engine.project.config import ModelType, ProjectConfig
-from engine.runs.events import EventWriter
-from engine.runs.spec import RUN_FILE, RunSpec, read_spec
+from engine.runs.spec import RunSpec, read_spec
 from engine.train.validation import VALIDATION_ATTR
 
 logger = logging.getLogger(__name__)

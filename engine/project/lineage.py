@@ -19,14 +19,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine import contract
+from engine.contract import (
+    CHECKPOINT_PATTERN,
+    CHECKPOINTS,
+    EVENTS_FILE,
+    RUN_FILE,
+    read_best,
+    read_events,
+    read_events_of,
+)
 from engine.errors import InputError
-from engine.runs.events import read_events
-from engine.runs.spec import CHECKPOINTS, EVENTS_FILE, RUN_FILE, read_best
 from engine.train.validation import RECORD_KEYS, VALIDATION_ATTR
 
-# The same names engine.runs.checkpoints writes; that module imports torch at load time, which
-# the CLI must never do, so the pattern is repeated here (a test keeps the two in step).
-_CHECKPOINT = re.compile(r"checkpoint_(\d{8})\.pt")
 _RUN_ITER = re.compile(r"(?P<run>[^:/]+):(?P<iteration>\d+|best)")
 # How each kind names the run it builds on in its inputs.
 PARENT_KEY = {"predict": "train_run", "segment": "predict_run", "evaluate": "segment_run"}
@@ -223,23 +228,13 @@ def ground_truth_of(segmentation: Path) -> Path:
 
 def _outcome(events_path: Path) -> tuple[bool, str | None]:
     """(succeeded, last error message) from the run's terminal events."""
-    last: dict[str, Any] | None = None
     try:
-        with events_path.open("rb") as f:
-            for line in f:
-                # A long training log is mostly metric lines: parse only candidate lines.
-                if b'"result"' not in line and b'"error"' not in line:
-                    continue
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue  # a torn line from a crash
-                if isinstance(event, dict) and event.get("type") in ("result", "error"):
-                    last = event
+        terminal = read_events_of(events_path, "result", "error")
     except OSError:
         return False, None
-    if last is None:
+    if not terminal:
         return False, None
+    last = terminal[-1]
     if last["type"] == "result":
         return True, None
     # Messages end up in one-line refusals: no tracebacks or newlines in them.
@@ -285,15 +280,7 @@ def _find_run(project_path: Path, spec: str, kind: str) -> RunRecord:
 # ---- checkpoints -------------------------------------------------------------------------
 def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     """(iteration, path) of every checkpoint of a train run, oldest first."""
-    folder = run_dir / CHECKPOINTS
-    if not folder.is_dir():
-        return []
-    found = []
-    for path in folder.iterdir():
-        match = _CHECKPOINT.fullmatch(path.name)
-        if match:
-            found.append((int(match.group(1)), path.absolute()))
-    return sorted(found)
+    return [(i, path.absolute()) for i, path in contract.list_checkpoints(run_dir / CHECKPOINTS)]
 
 
 def resolve_checkpoint(project_path: Path, spec: str | None) -> CheckpointChoice:
@@ -412,32 +399,21 @@ def validation_at(run_dir: Path, iteration: int) -> dict[str, Any] | None:
     best = read_best(run_dir)
     if best is not None and best.get("iteration") == iteration:
         return _validation(best)
-    found = None
     try:
-        with (run_dir / EVENTS_FILE).open("rb") as f:
-            for line in f:
-                if b'"validation"' not in line:
-                    continue  # most lines are metrics: parse only candidates
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if (
-                    isinstance(event, dict)
-                    and event.get("type") == "validation"
-                    and event.get("step") == iteration
-                    and isinstance(event.get("threshold"), int | float)
-                ):
-                    found = _validation(event)
+        events = read_events_of(run_dir / EVENTS_FILE, "validation")
     except OSError:
         return None
+    found = None
+    for event in events:
+        if event.get("step") == iteration and isinstance(event.get("threshold"), int | float):
+            found = _validation(event)
     return found
 
 
 def validation_of_checkpoint(path: Path) -> dict[str, Any] | None:
     """The validation record of a checkpoint file inside a train run (None otherwise),
     with `train_run` and `iteration` added."""
-    match = _CHECKPOINT.fullmatch(path.name)
+    match = CHECKPOINT_PATTERN.fullmatch(path.name)
     if match is None or path.parent.name != CHECKPOINTS:
         return None
     run_dir = path.parent.parent
@@ -467,7 +443,7 @@ def _checkpoint_file(project_path: Path, spec: str) -> CheckpointChoice:
             "or the path of a .pt file"
         )
     path = path.resolve()
-    match = _CHECKPOINT.fullmatch(path.name)
+    match = CHECKPOINT_PATTERN.fullmatch(path.name)
     iteration = int(match.group(1)) if match else None
     train_run = None
     runs_dir = (project_path / "runs").resolve()

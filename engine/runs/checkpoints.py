@@ -28,29 +28,15 @@ from typing import Any
 
 import torch
 
+from engine.contract import BEST_FILE, checkpoint_name, list_checkpoints
 from engine.errors import InputError
-from engine.runs.spec import BEST_FILE
 
 # The key of the model's state dict in an lsdctl checkpoint.
 MODEL_KEY = "model"
 
-_NAME = re.compile(r"checkpoint_(\d{8})\.pt")
-
 
 def checkpoint_path(folder: Path, iteration: int) -> Path:
-    return folder / f"checkpoint_{iteration:08d}.pt"
-
-
-def list_checkpoints(folder: Path) -> list[tuple[int, Path]]:
-    """(iteration, path) of every complete checkpoint, oldest first."""
-    if not folder.is_dir():
-        return []
-    found = []
-    for path in folder.iterdir():
-        match = _NAME.fullmatch(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
-    return sorted(found)
+    return folder / checkpoint_name(iteration)
 
 
 def latest_checkpoint(folder: Path) -> tuple[int, Path] | None:

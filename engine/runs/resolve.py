@@ -4,7 +4,7 @@ The one place a run's settings are resolved: the daemon (through this helper), `
 runs and the CLI's checks before a submit all call `prepare`. The daemon imports no
 engine code; it keeps one of these helpers running and asks it, one JSON object a line on
 stdin, answered one JSON object a line on stdout, both pydantic models of
-engine.run_request:
+engine.contract:
 
   RunRequest {"op": "prepare", "kind", "project", "preset", "overrides", "inputs",
               "resources": {"gpus", "workers", "executor"}, "run_id", "run_dir"}
@@ -58,12 +58,7 @@ from typing import IO, Any, get_args
 from pydantic import ValidationError
 
 from engine.blockwise.launchers import EXECUTORS, executor_names, one_of
-from engine.data import region
-from engine.errors import InputError
-from engine.project import config as cfg
-from engine.project import lineage
-from engine.project.layout import CONFIG_FILE, Project
-from engine.run_request import (
+from engine.contract import (
     OPS,
     ProjectRef,
     Refused,
@@ -75,6 +70,11 @@ from engine.run_request import (
     WriteRequest,
     Written,
 )
+from engine.data import region
+from engine.errors import InputError
+from engine.project import config as cfg
+from engine.project import lineage
+from engine.project.layout import CONFIG_FILE, Project
 from engine.runs.checkpoint_check import check_checkpoint
 from engine.runs.spec import RunSpec, write_spec
 from engine.train.validation import val_volumes

@@ -1,13 +1,12 @@
-"""The run directory: the contract between whoever starts a run and the engine.
+"""`RUN_DIR/run.toml`, the run spec: what to run, written once by whoever starts a run.
 
-`RUN_DIR/run.toml` (written once) says what to run: the kind, the fully resolved project
-config, inputs and resources. `events.jsonl` is what the run reports; `log.txt` holds
-its stdout and stderr; outputs (checkpoints, zarr, metrics) sit beside them.
+It holds the kind, the fully resolved project config, inputs and resources. The rest of
+the run directory's contract (file names, events, run ids, checkpoint names) is
+engine.contract, which the daemon reads too; this module needs the project config.
 """
 
 from __future__ import annotations
 
-import secrets
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,21 +15,13 @@ from typing import Any
 import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from engine.contract import RUN_FILE
+from engine.contract import Resources as Resources
+from engine.contract import RunKind as RunKind
 from engine.errors import InputError
 from engine.project import config as cfg
-from engine.run_request import Resources as Resources
-from engine.run_request import RunKind as RunKind
 
-RUN_FILE = "run.toml"
-EVENTS_FILE = "events.jsonl"
-LOG_FILE = "log.txt"
-CHECKPOINTS = "checkpoints"
-# CHECKPOINTS/best.json: the checkpoint with the best validation VOI so far (kept whatever
-# train.keep_checkpoints says) and the threshold chosen with it, written by engine.train.trainer:
-# {"iteration", "path", "step", "threshold", "voi_split", "voi_merge", "voi", "arand"}.
-BEST_FILE = "best.json"
-
-# Resources and RunKind are defined with the resolver's wire models (engine.run_request),
+# Resources and RunKind are defined with the resolver's wire models (engine.contract),
 # which the daemon reads too; run.toml holds the same Resources the resolver answers.
 
 
@@ -48,11 +39,6 @@ class RunSpec(BaseModel):
         default_factory=dict, description="Checkpoint, volumes, parent run: per kind."
     )
     resources: Resources = Field(default_factory=Resources)
-
-
-def new_run_id(kind: str) -> str:
-    """Sortable by time, unique without coordination: `train-20261126-114502-3f9a`."""
-    return f"{kind}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
 def write_spec(run_dir: Path, spec: RunSpec) -> None:
@@ -78,16 +64,3 @@ def read_spec(run_dir: Path) -> RunSpec:
         return RunSpec.model_validate(data)
     except ValidationError as exc:
         raise InputError(f"invalid {path}: {cfg.describe_errors(exc)}") from None
-
-
-def read_best(run_dir: Path) -> dict[str, Any] | None:
-    """A train run's best.json (None when it has none, or an unreadable one)."""
-    import json
-
-    try:
-        data = json.loads((run_dir / CHECKPOINTS / BEST_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("iteration"), int):
-        return None
-    return data

@@ -36,13 +36,13 @@ import numpy as np
 from engine.blockwise.run import run_stages, scheduling
 from engine.blockwise.shell import entry_point
 from engine.blockwise.task import SKIPPED, Grid, Stage
+from engine.contract import EventWriter
 from engine.data.mask import MASK_ATTR, Mask, recorded
 from engine.data.region import Region
 from engine.data.region import resolve as resolve_region
 from engine.data.volume import create_array, read_window, write_window
 from engine.errors import EngineError, InputError
 from engine.project.config import ProjectConfig
-from engine.runs.events import EventWriter
 from engine.runs.spec import read_spec
 from engine.train.validation import VALIDATION_ATTR
 

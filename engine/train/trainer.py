@@ -44,11 +44,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.contract import CHECKPOINTS, EVENTS_FILE, EventWriter, read_events_of
 from engine.entry import configure_logging, missing_run_dir
 from engine.errors import EngineError, InputError
 from engine.project.config import AUTO_CONTEXT, ModelType, ProjectConfig
-from engine.runs.events import EventWriter, read_events_of
-from engine.runs.spec import CHECKPOINTS, EVENTS_FILE, RunSpec, read_spec
+from engine.runs.spec import RunSpec, read_spec
 from engine.train.validation import History, can_validate, val_volumes
 
 if TYPE_CHECKING:

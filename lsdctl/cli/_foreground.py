@@ -35,9 +35,8 @@ from rich.progress import (
 )
 
 from daemon.schemas import RunDetail, RunState
+from engine.contract import EVENTS_FILE, LOG_FILE, read_events
 from engine.errors import InputError
-from engine.runs.events import read_events
-from engine.runs.spec import EVENTS_FILE, LOG_FILE
 from lsdctl.cli._follow import make_progress
 
 EXIT_INTERRUPTED = 3

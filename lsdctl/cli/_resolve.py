@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from engine.contract import ResolvedRun, ResourcesAsked, RunRequest, new_run_id
 from engine.project.layout import Project
-from engine.run_request import ResolvedRun, ResourcesAsked, RunRequest
 from engine.runs import resolve
-from engine.runs.spec import new_run_id
 
 
 def prepare_run(

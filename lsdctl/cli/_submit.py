@@ -16,8 +16,8 @@ from typing import Any
 import typer
 
 from daemon.schemas import RunCreate
+from engine.contract import ResolvedRun
 from engine.project.layout import Project
-from engine.run_request import ResolvedRun
 from lsdctl.cli._follow import follow
 from lsdctl.cli._foreground import (
     echo_run_json,

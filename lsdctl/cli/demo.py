@@ -18,11 +18,11 @@ from rich.console import Console
 from rich.table import Table
 
 from daemon.schemas import RunCreate, RunState
+from engine.contract import read_best
 from engine.errors import InputError
 from engine.project import config as cfg
 from engine.project import lineage
 from engine.project.layout import SPLITS, Project, init_project
-from engine.runs.spec import read_best
 from lsdctl.cli import data as data_cli
 from lsdctl.cli._follow import follow
 from lsdctl.cli._foreground import report_run

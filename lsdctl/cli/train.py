@@ -18,10 +18,9 @@ from typing import Any
 import typer
 
 from daemon.schemas import RunCreate, RunInfo
+from engine.contract import EVENTS_FILE, LOG_FILE, RUN_FILE, read_events
 from engine.errors import InputError
 from engine.project.layout import Project
-from engine.runs.events import read_events
-from engine.runs.spec import EVENTS_FILE, LOG_FILE, RUN_FILE
 from lsdctl.cli import _foreground
 from lsdctl.cli._follow import follow
 from lsdctl.cli._foreground import echo_run_json

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine.contract import read_events
 from engine.runs.checkpoints import list_checkpoints, load_checkpoint
-from engine.runs.events import read_events
 from tests.conftest import CliCaller, tree
 
 

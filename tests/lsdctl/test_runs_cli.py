@@ -11,7 +11,7 @@ import pytest
 from daemon.store import Store
 from daemon.tables import RunRow
 from daemon.tailer import Tailer
-from engine.runs.events import EventWriter
+from engine.contract import EventWriter
 from tests.conftest import CliCaller
 from tests.daemon.conftest import (  # noqa: F401  (fixtures)
     Daemon,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.contract import read_events
 from engine.runs.checkpoints import list_checkpoints
-from engine.runs.events import read_events
 from tests.conftest import CliCaller
 
 ROOT = Path(__file__).resolve().parents[2]

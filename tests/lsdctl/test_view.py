@@ -23,7 +23,7 @@ import zarr
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Reader
 
-from engine.runs.events import EventWriter
+from engine.contract import EventWriter
 from engine.runs.spec import RunSpec, write_spec
 from lsdctl.view.plan import ViewPlan, plan_view
 from lsdctl.view.server import ZarrServer

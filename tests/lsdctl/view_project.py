@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from engine.contract import EventWriter
 from engine.data.synth import synthesize
 from engine.data.volume import create_array, write_volume
 from engine.project import config as cfg
 from engine.project.layout import init_project
-from engine.runs.events import EventWriter
 from engine.runs.spec import RunSpec, write_spec
 
 VOXEL = (40, 8, 8)

@@ -12,10 +12,10 @@ import numpy as np
 import zarr
 from skimage.metrics import variation_of_information
 
+from engine.contract import EventWriter, read_events
 from engine.data.volume import create_array, write_volume
 from engine.evaluate.metrics import score
 from engine.project import config as cfg
-from engine.runs.events import EventWriter, read_events
 from engine.runs.spec import RunSpec, write_spec
 
 ROOT = Path(__file__).parents[3]

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import zarr
 
+from engine.contract import read_events
 from engine.data.synth import synthesize
 from engine.data.volume import write_volume
 from engine.errors import InputError
@@ -30,7 +31,6 @@ from engine.predict.predictor import (
 )
 from engine.project import config as cfg
 from engine.project.layout import Project, init_project
-from engine.runs.events import read_events
 from engine.runs.spec import Resources, RunSpec, read_spec, write_spec
 from engine.train.trainer import main as train_main
 

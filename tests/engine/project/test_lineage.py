@@ -9,13 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from engine.contract import EventWriter, Refused, ResolvedRun, ResourcesAsked, RunRequest
 from engine.data.volume import create_array, write_volume
 from engine.errors import InputError
 from engine.project import config as cfg
 from engine.project import lineage
 from engine.project.layout import init_project
-from engine.run_request import Refused, ResolvedRun, ResourcesAsked, RunRequest
-from engine.runs.events import EventWriter
 from engine.runs.resolve import answer, prepare
 from engine.runs.spec import RunSpec, read_spec, write_spec
 from tests.checkpoint_files import write_checkpoint

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import zarr
 
+from engine.contract import read_events
 from engine.data.synth import affinities_from_labels, synthesize
 from engine.data.volume import create_array, write_volume
 from engine.evaluate.metrics import score
 from engine.project import config as cfg
 from engine.project.layout import Project, init_project
-from engine.runs.events import read_events
 from engine.runs.spec import Resources, RunSpec, write_spec
 from engine.segment.segmentation import dataset_name, segment_in_memory
 

@@ -21,13 +21,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from engine.contract import read_events
 from engine.data.synth import synthesize
 from engine.data.volume import write_volume
 from engine.models import build_model
 from engine.project import config as cfg
 from engine.project.config import ModelType
 from engine.runs.checkpoints import list_checkpoints
-from engine.runs.events import read_events
 from engine.train.distributed import CPU_RANKS_ENV, Ranks
 from engine.train.precision import resolve_precision
 from engine.train.train_step import TrainStep

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.contract import read_events
 from engine.data.volume import write_volume
 from engine.project import config as cfg
-from engine.runs.events import read_events
 from tests.conftest import SHARED_DATA
 from tests.engine.train.train_runs import make_run_dir, train_loss_drop
 

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import zarr
 
+from engine.contract import read_events
 from engine.data.synth import synthesize
 from engine.data.volume import write_volume
 from engine.project import config as cfg
 from engine.runs.checkpoints import list_checkpoints, load_checkpoint
-from engine.runs.events import read_events
 from engine.train.trainer import main as train_main
 from tests.engine.train.train_runs import make_run_dir, read_losses
 

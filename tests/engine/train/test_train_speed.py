@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine.contract import read_events
 from engine.data.synth import synthesize
 from engine.data.volume import write_volume
 from engine.models import build_model
 from engine.project import config as cfg
 from engine.project.config import ModelType
-from engine.runs.events import read_events
 from engine.train.distributed import Ranks
 from engine.train.precision import resolve_precision
 from engine.train.train_step import TrainStep

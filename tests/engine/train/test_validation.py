@@ -13,17 +13,16 @@ from typing import Any
 
 import pytest
 
+from engine.contract import ResourcesAsked, RunRequest, new_run_id, read_best, read_events
 from engine.data.synth import synthesize
 from engine.data.volume import write_volume
 from engine.errors import InputError
 from engine.project import config as cfg
 from engine.project import lineage
 from engine.project.layout import Project, init_project
-from engine.run_request import ResourcesAsked, RunRequest
 from engine.runs import resolve
 from engine.runs.checkpoints import list_checkpoints, save_checkpoint
-from engine.runs.events import read_events
-from engine.runs.spec import RunSpec, new_run_id, read_best, read_spec, write_spec
+from engine.runs.spec import RunSpec, read_spec, write_spec
 from engine.train.trainer import main as train_main
 from engine.train.validation import History, val_volumes
 

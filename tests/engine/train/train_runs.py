@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.contract import read_events
 from engine.project import config as cfg
-from engine.runs.events import read_events
 from engine.runs.spec import RunSpec, write_spec
 from engine.train.trainer import main as train_main
 

@@ -11,7 +11,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static, TabbedContent
 
-from engine.runs.events import EventWriter
+from engine.contract import EventWriter
 from lsdctl.tui import LsdctlApp
 from lsdctl.tui.messages import RunSelected
 from lsdctl.tui.screens import RunDetailScreen

@@ -1,14 +1,13 @@
 """The resolver's wire format: what a run asks for, and the run it resolves to.
 
-`engine.resolve` turns a `RunRequest` into a `ResolvedRun` (and writes `run.toml` from
+`engine.runs.resolve` turns a `RunRequest` into a `ResolvedRun` (and writes `run.toml` from
 one with a `WriteRequest`); the daemon asks it across a process boundary, one JSON object
-a line (`python -m engine.resolve --serve`), the CLI in-process. Both sides build and
+a line (`python -m engine.runs.resolve --serve`), the CLI in-process. Both sides build and
 parse these models, so this module imports only the standard library and pydantic: the
-daemon, which imports no engine code, may import it (`.importlinter` allows exactly this
-module).
+daemon, which imports no other engine code, may import it (engine.contract).
 
 Defaults are no business of the wire: a `None` in `ResourcesAsked` means "the project's
-setting", and only `engine.resolve` turns it into a number (`Resources` is what it
+setting", and only `engine.runs.resolve` turns it into a number (`Resources` is what it
 answers, and what `run.toml` holds).
 """
 
@@ -80,7 +79,7 @@ class ProjectRef(_Wire):
 class ResolvedRun(_Wire):
     """The answer to a prepare: the run, fully resolved.
 
-    `config` is the validated project config as JSON (engine.rundir.RunSpec types it on
+    `config` is the validated project config as JSON (engine.runs.spec.RunSpec types it on
     the engine side); `inputs` are absolute, so resolving them again gives them back;
     `notes` are for the user. `id` and `run_dir` are set when `run.toml` was written.
     """
