@@ -3,11 +3,15 @@
 - errors.py     EngineError, the one exception root; InputError (bad input, exit 2)
 - entry.py      what every `python -m engine.<kind> RUN_DIR` does first (logging, run dir)
 - geometry.py   UNet shape arithmetic: valid input and output shapes, stage crops
+- contract/     the run directory's contract, the one engine room the daemon imports
+                (standard library and pydantic only): file names, run ids, checkpoint
+                names, the event schema with its writer and readers, the resolver's
+                request and answer
 - project/      a project's settings and folder: config models and presets, layout,
                 older config formats, lineage of runs
 - data/         volumes on disk (zarr, OME-NGFF, imports, checks), regions, masks, the
                 network's input convention, synthetic data
-- runs/         a run directory: run.toml (spec), resolving a request into one, events,
+- runs/         a run directory: run.toml (spec), resolving a request into one,
                 checkpoints and their checks, imported models
 - models/       the torch networks (UNet, the LSD paper's models) and losses
 - targets/      training targets computed from labels (LSDs)
@@ -21,6 +25,6 @@
 - evaluate/     `python -m engine.evaluate`: metrics, contingency tables, block counts
 
 Importing `engine` is cheap: heavy modules (torch, gunpowder, daisy) are only imported by
-the modules that need them, and the rooms' `__init__.py` import nothing, so the CLI and
-daemon can use config and project layout.
+the modules that need them, and the rooms' `__init__.py` import nothing (contract/'s
+re-exports its three light modules), so the CLI can use config and project layout.
 """
