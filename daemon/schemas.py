@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-RunKind = Literal["train", "predict", "segment", "evaluate"]
+# The kinds of run are the run directory's contract (the engine's entry points).
+from engine.contract import RunKind as RunKind
 
 
 class RunState(StrEnum):
