@@ -144,16 +144,11 @@ def _parts(
         for path in files:
             with np.load(path) as data:
                 for name, total in totals.items():
-                    ids = data[f"{name}/{by}"]
-                    take = _part_of(ids, parts) == part
+                    # Each access of an npz member reads it again: read each column once.
+                    table = Table(*(data[f"{name}/{c}"] for c in ("gt", "seg", "count")))
+                    take = _part_of(getattr(table, by), parts) == part
                     if take.any():
-                        total.add(
-                            Table(
-                                data[f"{name}/gt"][take],
-                                data[f"{name}/seg"][take],
-                                data[f"{name}/count"][take],
-                            )
-                        )
+                        total.add(Table(table.gt[take], table.seg[take], table.count[take]))
         for name, total in totals.items():
             table = total.result()
             if table.count.size:

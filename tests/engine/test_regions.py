@@ -147,7 +147,7 @@ def test_blockwise_counts_equal_the_whole_volume(tmp_path: Path, block: tuple[in
     assert table.voxels == int(keep.sum())
 
 
-@pytest.mark.parametrize("budget", [1, 50, 400, 10**9])
+@pytest.mark.parametrize("budget", [300, 1000, 10**9])
 def test_scores_in_parts_equal_the_whole_table(tmp_path: Path, budget: int) -> None:
     volume, segmentation, truth, keep, _ = _scored_volume(tmp_path)
     names = ["segmentation_0.50", "fragments"]
