@@ -172,12 +172,16 @@ class Counter:
         return None
 
 
+def block_files(plan: CountPlan) -> list[Path]:
+    """The blocks' table files (written ones, not half-written temporaries), sorted."""
+    return [p for p in sorted(plan.folder.glob("*.npz")) if not p.name.startswith(".")]
+
+
 def merged(plan: CountPlan) -> dict[str, Table]:
-    """Every dataset's table over the whole region, from the blocks' files."""
+    """Every dataset's table over the whole region, from the blocks' files (all of it in
+    memory: engine.partitioned_scores scores large ones part by part)."""
     totals = {name: Accumulator() for name in plan.datasets}
-    for path in sorted(plan.folder.glob("*.npz")):
-        if path.name.startswith("."):
-            continue
+    for path in block_files(plan):
         with np.load(path) as data:
             for name, total in totals.items():
                 total.add(Table(data[f"{name}/gt"], data[f"{name}/seg"], data[f"{name}/count"]))

@@ -74,11 +74,10 @@ from engine.evaluate.block_counts import (
     TRACKING,
     CountPlan,
     count_every_block,
-    merged,
     plan_counts,
 )
-from engine.evaluate.contingency import Table, marginals
-from engine.evaluate.metrics import Scores, scores_of
+from engine.evaluate.metrics import Scores
+from engine.evaluate.partitioned_scores import count_scores
 from engine.project import lineage
 from engine.project.config import write_atomic
 from engine.runs.spec import RunSpec, read_spec
@@ -361,18 +360,18 @@ def plan_target(
 
 
 def volume_scores(target: Target, plan: CountPlan) -> dict[str, Any]:
-    """Scores of each threshold of one segmentation from its merged block tables."""
-    tables = merged(plan)
-    first = tables[target.thresholds[0][1]]
-    voxels = first.voxels
-    if voxels == 0:
+    """Scores of each threshold of one segmentation from its block tables, merged part
+    by part when large (engine.partitioned_scores)."""
+    counted = count_scores(plan)
+    voxels = counted.voxels
+    if voxels == 0 or counted.one_segment is None:
         raise InputError(
             f"the labels of {target.source} are all background (or masked out) where "
             f"{target.segmentation} lies: nothing to score"
         )
     rows = []
     for threshold, name in target.thresholds:
-        scores = scores_of(tables[name])
+        scores = counted.scores[name]
         rows.append({"threshold": threshold, "dataset": name, **_row(scores)})
         logger.info(
             "%s %s: voi_split %.4f, voi_merge %.4f, arand %.4f",
@@ -382,15 +381,9 @@ def volume_scores(target: Target, plan: CountPlan) -> dict[str, Any]:
             scores.voi_merge,
             scores.arand,
         )
-    # Everything one segment: each label's voxels all in segment 1.
-    gt_sizes, _ = marginals(first)
-    baselines = {
-        "one_segment": _row(
-            scores_of(Table(np.unique(first.gt), np.ones(gt_sizes.size, np.uint64), gt_sizes))
-        )
-    }
-    if FRAGMENTS in tables:
-        baselines["fragments"] = _row(scores_of(tables[FRAGMENTS]))
+    baselines = {"one_segment": _row(counted.one_segment)}
+    if FRAGMENTS in counted.scores:
+        baselines["fragments"] = _row(counted.scores[FRAGMENTS])
     region = plan.region
     return {
         "baselines": baselines,

@@ -108,9 +108,18 @@ def adapted_rand_error(
     """1 - F-score of the Rand index over pairs of distinct voxels, from the contingency
     counts and both marginals. The sums of squares are exact Python ints
     (engine.evaluate.contingency.sum_of_squares): int64 dot products wrap past ~3·10⁹ voxels."""
-    both = sum_of_squares(counts) - n
-    in_gt = sum_of_squares(gt_sizes) - n
-    in_seg = sum_of_squares(seg_sizes) - n
+    return rand_error_of_sums(
+        sum_of_squares(counts), sum_of_squares(gt_sizes), sum_of_squares(seg_sizes), n
+    )
+
+
+def rand_error_of_sums(squares: int, gt_squares: int, seg_squares: int, n: int) -> float:
+    """The adapted Rand error from exact integer sums: Σ n_ij², Σ a_i², Σ b_j² and the
+    voxel count ``n`` (what :func:`adapted_rand_error` computes from arrays; blockwise
+    scoring sums them part by part)."""
+    both = squares - n
+    in_gt = gt_squares - n
+    in_seg = seg_squares - n
     denominator = in_gt + in_seg
     if denominator == 0:
         return 0.0

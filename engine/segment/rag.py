@@ -4,7 +4,8 @@ Nodes are fragments (id, center in world units, size in voxels); edges join frag
 touch through a nearest-neighbour affinity, with the waterz merge score, the mean affinity
 and the contact (number of voxel faces) between them. Workers compute both for their block
 with :func:`node_stats` and :func:`edge_stats` and write them to one :class:`RagStore`;
-agglomeration then reads the whole graph back.
+agglomeration then reads it back, in chunks of edges (``iter_scored_pairs``) so that
+its memory is set by the chunk and the node count, not by the edges.
 
 Fragment ids are uint64 and may be >= 2**63 (see ``engine.segment.fragments.relabel_block``), while
 SQLite integers are signed 64-bit. The store keeps the bits: an id ``i`` is stored as the
@@ -54,6 +55,23 @@ class EdgeStats(NamedTuple):
     """float64: mean of the affinities between u and v."""
     contact: np.ndarray
     """int64: number of nearest-neighbour voxel pairs (one per affinity) between u and v."""
+
+
+class ScoredPairs(NamedTuple):
+    """Edges with their merge score only, as :meth:`RagStore.iter_scored_pairs` reads them:
+    in no particular order."""
+
+    u: np.ndarray
+    """uint64."""
+    v: np.ndarray
+    """uint64."""
+    merge_score: np.ndarray
+    """float64, never NaN (edges without a score are not read)."""
+
+
+READ_CHUNK = 1 << 16
+"""Rows fetched from SQLite at once by the streaming readers: SQLite hands rows over as
+Python tuples (~150 bytes an edge), so this, not the graph, bounds what a read holds."""
 
 
 class Edges(NamedTuple):
@@ -263,6 +281,43 @@ class RagStore:
             contact=np.array(contact, dtype=np.int64)[order],
         )
 
+    def iter_node_ids(self, *, chunk: int = READ_CHUNK) -> Iterator[np.ndarray]:
+        """Every node id (uint64), at most ``chunk`` at a time, in no particular order."""
+        yield from (
+            _from_db(column)
+            for (column,) in _chunks(self._conn.execute("SELECT id FROM nodes"), chunk, 1)
+        )
+
+    def iter_scored_pairs(
+        self, *, below: float, at_least: float | None = None, chunk: int = READ_CHUNK
+    ) -> Iterator[ScoredPairs]:
+        """The edges with ``at_least <= merge_score < below`` (no lower bound when None), at
+        most ``chunk`` at a time, in no particular order; edges without a score never.
+
+        SQLite filters the whole table in C, so only the edges asked for become Python
+        objects, ``chunk`` of them at a time: the memory of a read is set by ``chunk``.
+        """
+        if chunk < 1:
+            raise InputError(f"chunk must be >= 1, not {chunk}")
+        query = "SELECT u, v, merge_score FROM edges WHERE merge_score < ?"
+        arguments: list[float] = [float(below)]
+        if at_least is not None:
+            query += " AND merge_score >= ?"
+            arguments.append(float(at_least))
+        for u, v, score in _chunks(self._conn.execute(query, arguments), chunk, 3):
+            yield ScoredPairs(
+                u=_from_db(u), v=_from_db(v), merge_score=np.array(score, dtype=np.float64)
+            )
+
+    def unknown_ends(self) -> np.ndarray:
+        """Edge ends that are not nodes (uint64, sorted): none when every block's fragments
+        were stored. Found by SQLite through the nodes' primary key, holding no graph."""
+        rows = self._conn.execute(
+            "SELECT u FROM edges WHERE NOT EXISTS (SELECT 1 FROM nodes WHERE id = edges.u) "
+            "UNION SELECT v FROM edges WHERE NOT EXISTS (SELECT 1 FROM nodes WHERE id = edges.v)"
+        ).fetchall()
+        return np.sort(_from_db([r[0] for r in rows]))
+
 
 def node_stats(
     fragments: np.ndarray, voxel_size: Sequence[float], offset: Sequence[float]
@@ -366,6 +421,12 @@ def _columns(rows: list[tuple[object, ...]], count: int) -> list[Sequence[object
     if not rows:
         return [() for _ in range(count)]
     return list(zip(*rows))
+
+
+def _chunks(cursor: sqlite3.Cursor, chunk: int, count: int) -> Iterator[list[Sequence[object]]]:
+    """A query's rows as columns, at most ``chunk`` rows at a time."""
+    while rows := cursor.fetchmany(chunk):
+        yield _columns(rows, count)
 
 
 def _nullable(values: np.ndarray) -> list[float | None]:

@@ -543,33 +543,50 @@ def read_lut(output: Path, threshold: float) -> tuple[np.ndarray, np.ndarray]:
 def write_luts(plan: SegmentPlan, thresholds: Sequence[float]) -> dict[float, int]:
     """Connected components of the RAG per threshold, saved for the relabel workers.
 
-    Returns the number of segments per threshold.
+    Streamed (engine.threshold_sweep): the edges are read in chunks and the tables written
+    in chunks, so this holds about 16 bytes a fragment, never the edge list. Returns the
+    number of segments per threshold.
     """
-    from engine.segment.agglomerate import segment_lut
     from engine.segment.rag import RagStore
+    from engine.segment.threshold_sweep import sweep
 
-    with RagStore(plan.output / RAG_FILE) as store:
-        nodes, edges = store.read_nodes(), store.read_edges()
     folder = plan.output / LUTS
     folder.mkdir(exist_ok=True)
-    counts = {}
-    for threshold in thresholds:
-        fragments, segments = segment_lut(edges.u, edges.v, edges.merge_score, nodes.ids, threshold)
-        order = np.argsort(fragments, kind="stable")  # sorted already; relabel relies on it
-        for column, values in (("fragments", fragments[order]), ("segments", segments[order])):
-            path = folder / f"{dataset_name(threshold)}.{column}.npy"
-            tmp = path.with_name(f".{path.name}.tmp.npy")
-            np.save(tmp, values)
-            tmp.replace(path)
-        counts[threshold] = int(np.unique(segments).size)
+    found: dict[float, int] = {}
+    fragment_count = 0
+    with RagStore(plan.output / RAG_FILE) as store:
+        for threshold, nodes, forest in sweep(store, thresholds):
+            roots = forest.roots()
+            name = dataset_name(threshold)
+            np.save(folder / f".{name}.fragments.tmp.npy", nodes)
+            (folder / f".{name}.fragments.tmp.npy").replace(folder / f"{name}.fragments.npy")
+            # nodes is sorted, so a root (a smallest index) names the smallest fragment.
+            _save_gathered(folder / f"{name}.segments.npy", nodes, roots)
+            found[threshold] = forest.count()
+            fragment_count = nodes.size
+    counts = {threshold: found[float(threshold)] for threshold in thresholds}
     logger.info(
-        "%s: RAG with %d fragments, %d edges; segments per threshold %s",
+        "%s: RAG with %d fragments; segments per threshold %s",
         plan.prediction.name,
-        nodes.ids.size,
-        edges.u.size,
+        fragment_count,
         counts,
     )
     return counts
+
+
+_WRITE_CHUNK = 1 << 20
+
+
+def _save_gathered(path: Path, values: np.ndarray, index: np.ndarray) -> None:
+    """Save ``values[index]`` as one .npy file, atomically (a relabel worker never sees
+    half a table), gathering one chunk at a time instead of the whole array at once."""
+    tmp = path.with_name(f".{path.name}.tmp.npy")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=values.dtype, shape=index.shape)
+    for a in range(0, index.size, _WRITE_CHUNK):
+        out[a : a + _WRITE_CHUNK] = values[index[a : a + _WRITE_CHUNK]]
+    out.flush()
+    del out
+    tmp.replace(path)
 
 
 # ---- the scheduling side ---------------------------------------------------------------

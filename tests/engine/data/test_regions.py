@@ -20,6 +20,7 @@ from engine.errors import InputError
 from engine.evaluate.block_counts import count_every_block, merged, plan_counts
 from engine.evaluate.contingency import Table, count_pairs, merge, sum_of_squares
 from engine.evaluate.metrics import score, scores_of
+from engine.evaluate.partitioned_scores import count_scores
 from engine.project import config as cfg
 from engine.runs.spec import RunSpec, read_spec, write_spec
 from tests.engine.evaluate.test_evaluate import make_segment_run
@@ -144,6 +145,55 @@ def test_blockwise_counts_equal_the_whole_volume(tmp_path: Path, block: tuple[in
         assert np.array_equal(getattr(table, name), getattr(whole, name))
     assert scores_of(table) == score(seg[keep], truth[keep], ignore_gt=())
     assert table.voxels == int(keep.sum())
+
+
+@pytest.mark.parametrize("budget", [300, 1000, 10**9])
+def test_scores_in_parts_equal_the_whole_table(tmp_path: Path, budget: int) -> None:
+    volume, segmentation, truth, keep, _ = _scored_volume(tmp_path)
+    names = ["segmentation_0.50", "fragments"]
+    plan = plan_counts("seg", segmentation, volume, names, (5, 7, 6), tmp_path / "c")
+    count_every_block(plan)
+    counted = count_scores(plan, budget=budget)
+    tables = merged(plan)
+    assert counted.voxels == int(keep.sum())
+    for name in names:
+        whole = scores_of(tables[name])
+        # Integer sums: exact. VOI: the same float terms, added in another order.
+        assert counted.scores[name].arand == whole.arand
+        assert counted.scores[name].voi_split == pytest.approx(whole.voi_split, rel=1e-12)
+        assert counted.scores[name].voi_merge == pytest.approx(whole.voi_merge, rel=1e-12)
+    if budget >= 10**9:  # one part: the whole table, bit for bit
+        assert counted.scores["fragments"] == scores_of(tables["fragments"])
+    gt_sizes = np.unique(truth[keep], return_counts=True)[1].astype(np.int64)
+    ids = np.unique(truth[keep])
+    one = scores_of(Table(ids, np.ones(ids.size, np.uint64), gt_sizes))
+    assert counted.one_segment is not None
+    assert counted.one_segment.arand == one.arand
+    assert counted.one_segment.voi_split == one.voi_split
+    assert counted.one_segment.voi_merge == pytest.approx(one.voi_merge, rel=1e-12)
+
+
+def test_scores_in_parts_hold_one_part_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine import partitioned_scores
+
+    volume, segmentation, _, _, _ = _scored_volume(tmp_path)
+    plan = plan_counts("seg", segmentation, volume, ["fragments"], (5, 7, 6), tmp_path / "c")
+    count_every_block(plan)
+    whole = merged(plan)["fragments"].count.size
+    held: list[int] = []
+    original = partitioned_scores.marginals
+
+    def spy(table: Table) -> tuple[np.ndarray, np.ndarray]:
+        held.append(table.count.size)
+        return original(table)
+
+    monkeypatch.setattr(partitioned_scores, "marginals", spy)
+    monkeypatch.setattr(partitioned_scores, "merged", None)  # the whole table is never built
+    partitioned_scores.count_scores(plan, budget=whole // 4)
+    assert len(held) >= 8  # at least 4 parts by label, 4 by segment
+    assert max(held) < whole / 2
 
 
 def test_blockwise_counts_on_a_region_equal_the_crop(tmp_path: Path) -> None:
