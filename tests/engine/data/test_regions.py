@@ -176,7 +176,7 @@ def test_scores_in_parts_equal_the_whole_table(tmp_path: Path, budget: int) -> N
 def test_scores_in_parts_hold_one_part_at_a_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from engine import partitioned_scores
+    from engine.evaluate import partitioned_scores
 
     volume, segmentation, _, _, _ = _scored_volume(tmp_path)
     plan = plan_counts("seg", segmentation, volume, ["fragments"], (5, 7, 6), tmp_path / "c")
