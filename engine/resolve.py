@@ -58,6 +58,7 @@ from engine import config as cfg
 from engine import lineage, region
 from engine.checkpoint_check import check_checkpoint
 from engine.errors import InputError
+from engine.models.registry import segmentable_names
 from engine.project import CONFIG_FILE, Project
 from engine.rundir import Resources, RunSpec, write_spec
 from engine.validation import val_volumes
@@ -280,7 +281,7 @@ def _segment_inputs(project: Project, inputs: dict[str, Any]) -> tuple[dict[str,
         if not (volume / "pred_affs").is_dir():
             raise InputError(
                 f"{volume} has no pred_affs: segmentation needs affinities, from a model "
-                "that predicts them (MTLSD, AFF, ACLSD or ACRLSD)"
+                f"that predicts them ({segmentable_names()})"
             )
     _unique_stems(volumes, "volumes")
     notes = []

@@ -47,6 +47,7 @@ from engine.data.volume import create_array, read_window, write_window
 from engine.errors import EngineError, InputError
 from engine.events import EventWriter
 from engine.mask import MASK_ATTR, Mask, recorded
+from engine.models.registry import segmentable_names
 from engine.region import Region
 from engine.region import resolve as resolve_region
 from engine.rundir import read_spec
@@ -157,8 +158,8 @@ def plan_segments(
             affs = zarr.open(str(prediction / "pred_affs"), mode="r")
         except (zarr.errors.PathNotFoundError, FileNotFoundError, ValueError):
             raise InputError(
-                f"{prediction} has no pred_affs: segmenting needs affinities (a MTLSD, AFF, "
-                "ACLSD or ACRLSD model)"
+                f"{prediction} has no pred_affs: segmenting needs affinities (a "
+                f"{segmentable_names()} model)"
             ) from None
         attrs = affs.attrs.asdict()
         root = zarr.open_group(str(prediction), mode="r").attrs.asdict()
