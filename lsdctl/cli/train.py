@@ -21,6 +21,7 @@ from engine import config as cfg
 from engine import resolve
 from engine.errors import InputError
 from engine.events import read_events
+from engine.models.registry import names_of
 from engine.project import Project
 from engine.rundir import (
     EVENTS_FILE,
@@ -53,7 +54,7 @@ def train(
         help="Dataset preset to train with (cremi, cremi-paper, snemi, zebrafinch, fib25, tiny, "
         "tiny2d or a .toml file): its geometry and settings, your changes kept.",
     ),
-    model: str | None = typer.Option(None, "--model", help="MTLSD, LSD, AFF, ACLSD or ACRLSD."),
+    model: str | None = typer.Option(None, "--model", help=f"{names_of()}."),
     iterations: int | None = typer.Option(
         None, "--iterations", help="Total iterations; a resumed run continues up to this."
     ),
