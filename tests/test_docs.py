@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import typer.main
 
+from engine.models.registry import MODEL_TYPES, names_of
 from lsdctl.cli.main import app
 
 ROOT = Path(__file__).parents[1]
@@ -26,8 +27,8 @@ _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 _HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*$", re.M)
 
 
-def _load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_cli_docs", ROOT / "scripts/gen_cli_docs.py")
+def _load_generator(name: str = "gen_cli_docs") -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / f"scripts/{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -43,6 +44,24 @@ def test_cli_reference_is_generated_from_the_current_cli() -> None:
     # Every command is in it, sub-commands included.
     for path in ("lsdctl data fetch cremi", "lsdctl config import", "lsdctl daemon status"):
         assert f"\n## {path}\n" in fresh
+
+
+def test_model_types_page_is_generated_from_the_registry() -> None:
+    fresh = _load_generator("gen_model_docs").render()
+    assert (DOCS / "models.md").read_text() == fresh, (
+        "docs/models.md is stale: run .venv/bin/python scripts/gen_model_docs.py"
+    )
+    for name in MODEL_TYPES:
+        assert f"| `{name}` |" in fresh
+
+
+def test_prose_lists_of_model_types_match_the_registry() -> None:
+    # The README and the CLI's help name every type; a type added to the registry must
+    # show up there too.
+    everything = ", ".join(MODEL_TYPES)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"({everything};" in readme
+    assert f"{names_of()}." in (DOCS / "cli.md").read_text()
 
 
 def _anchors(page: Path) -> set[str]:

@@ -2,7 +2,8 @@
 
 `loss_for(model_type)` gives a torch module whose `forward` takes, in this order, the
 prediction, the target and the weights of each output the model type trains
-(`input_names` lists the argument names, for gunpowder's `loss_inputs`):
+(`input_names` lists the argument names, for gunpowder's `loss_inputs`); which loss a
+type trains with is declared in engine.models.registry (`ModelTypeSpec.loss`):
 
 - `LSD`: `pred_lsds, gt_lsds, lsds_weights`
 - `AFF`, `ACLSD`, `ACRLSD`: `pred_affs, gt_affs, affs_weights` (the auto-context models
@@ -15,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engine.errors import EngineError, InputError
-from engine.models.lsd_models import MODEL_TYPES
+from engine.errors import EngineError
+from engine.models.registry import model_type_spec
 
 
 def weighted_mse(
@@ -90,10 +91,5 @@ class MtlsdLoss(nn.Module):
 
 def loss_for(model_type: str) -> LsdLoss | AffinityLoss | MtlsdLoss:
     """The loss module that trains `model_type` (one of MODEL_TYPES); InputError otherwise."""
-    if model_type == "MTLSD":
-        return MtlsdLoss()
-    if model_type == "LSD":
-        return LsdLoss()
-    if model_type in ("AFF", "ACLSD", "ACRLSD"):
-        return AffinityLoss()
-    raise InputError(f"unknown model type {model_type!r}; allowed: {', '.join(MODEL_TYPES)}")
+    loss: LsdLoss | AffinityLoss | MtlsdLoss = model_type_spec(model_type).loss_module()
+    return loss

@@ -1,6 +1,7 @@
 """The networks of the LSD paper: UNets with sigmoid heads for LSDs and/or affinities.
 
-Model types (`MODEL_TYPES`), all taking raw of shape `(batch, 1, *spatial)`:
+Model types (declared in `engine.models.registry`, whose `network` names one of the
+builders at the end of this module), all taking raw of shape `(batch, 1, *spatial)`:
 
 - `MTLSD`: one UNet with two up-paths; returns `(lsds, affs)`, both of the same shape.
 - `LSD`: returns `lsds`.
@@ -31,12 +32,16 @@ from engine.geometry import (
     largest_input_within,
     two_stage_input_shape_for_output,
 )
+from engine.models.registry import MODEL_TYPE_NAMES, ModelTypeSpec, model_type_spec
+from engine.models.registry import MODEL_TYPES as REGISTRY
 from engine.models.unet import UNet, center_crop
 
 logger = logging.getLogger(__name__)
 
-MODEL_TYPES: tuple[str, ...] = ("MTLSD", "LSD", "AFF", "ACLSD", "ACRLSD")
-AUTO_CONTEXT_TYPES: tuple[str, ...] = ("ACLSD", "ACRLSD")
+MODEL_TYPES: tuple[str, ...] = MODEL_TYPE_NAMES
+AUTO_CONTEXT_TYPES: tuple[str, ...] = tuple(
+    name for name, spec in REGISTRY.items() if spec.auto_context
+)
 
 
 def num_lsd_channels(dims: int) -> int:
@@ -128,15 +133,21 @@ class AutoContextModel(LsdNetwork):
     autograd and keeps it in eval mode; load its weights through `stage1` first.
     """
 
-    def __init__(self, stage1: SingleTaskModel, stage2: SingleTaskModel, include_raw: bool) -> None:
+    def __init__(
+        self,
+        stage1: SingleTaskModel,
+        stage2: SingleTaskModel,
+        include_raw: bool,
+        model_type: str,
+    ) -> None:
         super().__init__()
         expected = stage1.out_channels + (stage1.in_channels if include_raw else 0)
         if stage2.in_channels != expected:
             raise InputError(
                 f"stage 2 takes {stage2.in_channels} channels, stage 1 gives {expected}"
             )
-        self.model_type = "ACRLSD" if include_raw else "ACLSD"
-        self.output_names = ("lsds", "affs")
+        self.model_type = model_type
+        self.output_names = stage1.output_names + stage2.output_names
         self.stage1 = stage1
         self.stage2 = stage2
         self.include_raw = include_raw
@@ -176,8 +187,8 @@ class AutoContextModel(LsdNetwork):
     def output_shapes(self, input_shape: Sequence[int]) -> dict[str, Shape]:
         stage2_input = self._stage2_input_shape(input_shape)
         return {
-            "lsds": self.stage1.output_shape(input_shape),
-            "affs": self.stage2.output_shape(stage2_input),
+            **self.stage1.output_shapes(input_shape),
+            **self.stage2.output_shapes(stage2_input),
         }
 
     def forward(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -219,11 +230,10 @@ def build_model(model_type: str, model: Any, dims: int, num_affinities: int) -> 
     auto-context models). Raises InputError for an unknown type, a layout that does not
     have `dims` axes, or an input shape that does not fit.
     """
-    if model_type not in MODEL_TYPES:
-        raise InputError(f"unknown model type {model_type!r}; allowed: {', '.join(MODEL_TYPES)}")
+    spec = model_type_spec(model_type)
     if num_affinities < 1:
         raise InputError(f"num_affinities must be at least 1, got {num_affinities}")
-    num_lsds = num_lsd_channels(dims)
+    channels = {"lsds": num_lsd_channels(dims), "affs": num_affinities}
     kernel_dims = {len(k) for level in model.kernel_size_down for k in level}
     if kernel_dims != {dims}:
         raise InputError(
@@ -234,19 +244,41 @@ def build_model(model_type: str, model: Any, dims: int, num_affinities: int) -> 
         raise InputError(
             f"a {dims}D model needs a {dims}-value input_shape, got {list(model.input_shape)}"
         )
-    network: LsdNetwork
-    if model_type == "MTLSD":
-        network = MultiTaskModel(_unet(model, 1, num_heads=2), num_lsds, num_affinities)
-    elif model_type == "LSD":
-        network = SingleTaskModel("LSD", "lsds", _unet(model, 1, 1), num_lsds)
-    elif model_type == "AFF":
-        network = SingleTaskModel("AFF", "affs", _unet(model, 1, 1), num_affinities)
-    else:
-        include_raw = model_type == "ACRLSD"
-        stage1 = SingleTaskModel("LSD", "lsds", _unet(model, 1, 1), num_lsds)
-        stage2_in = num_lsds + (1 if include_raw else 0)
-        stage2 = SingleTaskModel("AFF", "affs", _unet(model, stage2_in, 1), num_affinities)
-        network = AutoContextModel(stage1, stage2, include_raw)
+    network: LsdNetwork = spec.build_network(model, channels)
     shapes = network.output_shapes(model.input_shape)
-    logger.debug("built %s: input %s -> %s", model_type, list(model.input_shape), shapes)
+    logger.debug("built %s: input %s -> %s", spec.name, list(model.input_shape), shapes)
     return network
+
+
+# ---- the builders the registry names (`ModelTypeSpec.network`) -----------------------------
+# Each takes the type's declaration, the model config and the channels of each output
+# ("lsds", "affs"), and returns a network whose `output_names` are the declared outputs.
+
+
+def single_task_network(
+    spec: ModelTypeSpec, model: Any, channels: dict[str, int], in_channels: int = 1
+) -> SingleTaskModel:
+    """One UNet and one head, for a type with a single output (LSD, AFF)."""
+    (output,) = spec.outputs
+    return SingleTaskModel(spec.name, output, _unet(model, in_channels, 1), channels[output])
+
+
+def multitask_network(spec: ModelTypeSpec, model: Any, channels: dict[str, int]) -> MultiTaskModel:
+    """One UNet with an up-path and a head per output (MTLSD: lsds, then affs)."""
+    if spec.outputs != ("lsds", "affs"):
+        raise InputError(f"{spec.name}: the multitask network predicts lsds, then affs")
+    return MultiTaskModel(_unet(model, 1, num_heads=2), channels["lsds"], channels["affs"])
+
+
+def auto_context_network(
+    spec: ModelTypeSpec, model: Any, channels: dict[str, int]
+) -> AutoContextModel:
+    """Stage one, the network of `spec.stage1`'s type, on the raw; stage two, the network
+    of `spec.stage2`'s type, on stage one's outputs (and the raw with `spec.stage2_raw`)."""
+    if spec.stage1 is None or spec.stage2 is None:
+        raise InputError(f"{spec.name} is no auto-context model type: it names no stages")
+    stage1_spec, stage2_spec = model_type_spec(spec.stage1), model_type_spec(spec.stage2)
+    stage1 = single_task_network(stage1_spec, model, channels)
+    stage2_in = sum(channels[o] for o in stage1_spec.outputs) + (1 if spec.stage2_raw else 0)
+    stage2 = single_task_network(stage2_spec, model, channels, in_channels=stage2_in)
+    return AutoContextModel(stage1, stage2, spec.stage2_raw, spec.name)

@@ -42,8 +42,9 @@ from engine.data.region import Region
 from engine.data.region import resolve as resolve_region
 from engine.data.volume import RAW, create_array, read_window, write_window
 from engine.errors import EngineError, InputError
+from engine.models.registry import model_type_spec
 from engine.project import lineage
-from engine.project.config import ModelType, ProjectConfig
+from engine.project.config import ProjectConfig
 from engine.runs.spec import RunSpec, read_spec
 from engine.train.validation import VALIDATION_ATTR
 
@@ -53,13 +54,6 @@ EXIT_OK = 0
 PREDICTIONS = "predictions"
 AFFS, LSDS = "pred_affs", "pred_lsds"
 TRACKING = ".blocks"
-_OUTPUTS = {
-    ModelType.MTLSD: (LSDS, AFFS),
-    ModelType.LSD: (LSDS,),
-    ModelType.AFF: (AFFS,),
-    ModelType.ACLSD: (LSDS, AFFS),
-    ModelType.ACRLSD: (LSDS, AFFS),
-}
 
 
 @dataclass(frozen=True)
@@ -238,7 +232,7 @@ def prepare_outputs(
         logger.info("--overwrite: removing %s", plan.output)
         shutil.rmtree(plan.output)
     block = config.block_shape()
-    outputs = _OUTPUTS[config.train.model_type]
+    outputs = model_type_spec(config.train.model_type).predicts
     channels = {AFFS: len(config.affinity_neighborhood()), LSDS: config.num_lsds()}
     for name in outputs:
         create_array(
@@ -292,10 +286,11 @@ class Predictor:
         self.input_shape = tuple(given)
         self.output_shape = tuple(output)
         root = zarr.open_group(str(plan.output), mode="r+")
-        self.arrays = {name: root[name] for name in _OUTPUTS[config.train.model_type]}
+        spec = model_type_spec(config.train.model_type)
+        self.arrays = {name: root[name] for name in spec.predicts}
         self.raw = zarr.open(str(plan.source / RAW), mode="r")
         self.mask = Mask(plan.source, plan.mask, plan.voxel_size) if plan.mask else None
-        keys = {"lsds": LSDS, "affs": AFFS}
+        keys = dict(zip(spec.outputs, spec.predicts, strict=True))
         self.forward = TileForward(
             model,
             device,

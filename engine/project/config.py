@@ -20,7 +20,7 @@ import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 import tomlkit
 from pydantic import (
@@ -40,6 +40,7 @@ from engine.geometry import (
     two_stage_input_shape_for_output,
     two_stage_output_shape,
 )
+from engine.models.registry import MODEL_TYPE_NAMES, model_type_spec, names_of
 
 logger = logging.getLogger(__name__)
 
@@ -56,18 +57,18 @@ PositiveInt = Annotated[int, Field(gt=0)]
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 
 
-class ModelType(StrEnum):
-    """The network heads of the LSD paper."""
+# The values of train.model_type are the registered model types (each one's summary is
+# in engine.models.registry): an enum built from the registry keeps the JSON schema's
+# enum and pydantic's error message listing them. mypy cannot read an enum built at run
+# time, hence its own view, without members.
+if TYPE_CHECKING:
 
-    MTLSD = "MTLSD"  # LSDs and affinities from one net (multitask)
-    LSD = "LSD"  # LSDs only (stage one of the auto-context models)
-    AFF = "AFF"  # affinities only: the baseline
-    ACLSD = "ACLSD"  # affinities from a trained LSD net's output (auto-context)
-    ACRLSD = "ACRLSD"  # affinities from LSDs plus raw (auto-context)
+    class ModelType(StrEnum):
+        """The network heads of the LSD paper."""
 
-
-# The two-stage models: an LSD net first, then affinities from its output.
-AUTO_CONTEXT = (ModelType.ACLSD, ModelType.ACRLSD)
+else:
+    ModelType = StrEnum("ModelType", {name: name for name in MODEL_TYPE_NAMES})
+    ModelType.__doc__ = "The network heads of the LSD paper."
 
 
 class _Section(BaseModel):
@@ -214,9 +215,7 @@ class AugmentConfig(_Section):
 class TrainConfig(_Section):
     """What to train and how."""
 
-    model_type: ModelType = Field(
-        ModelType.MTLSD, description="MTLSD, LSD, AFF, ACLSD or ACRLSD (see docs)."
-    )
+    model_type: ModelType = Field(ModelType("MTLSD"), description=f"{names_of()} (see docs).")
     iterations: PositiveInt = Field(100_000, description="Total training iterations.")
     batch_size: PositiveInt = Field(1, description="Samples per iteration.")
     learning_rate: float = Field(0.5e-4, gt=0, lt=1, description="Adam learning rate.")
@@ -601,7 +600,7 @@ def _output_shape(
     geometry = model.geometry()
     shape = list(model.input_shape if input_shape is None else input_shape)
     dims = len(shape)
-    if model_type in AUTO_CONTEXT:
+    if model_type_spec(model_type).auto_context:
         try:
             return two_stage_output_shape(geometry, geometry, shape)
         except GeometryError as exc:

@@ -72,6 +72,7 @@ from engine.contract import (
 )
 from engine.data import region
 from engine.errors import InputError
+from engine.models.registry import segmentable_names
 from engine.project import config as cfg
 from engine.project import lineage
 from engine.project.layout import CONFIG_FILE, Project
@@ -297,7 +298,7 @@ def _segment_inputs(project: Project, inputs: dict[str, Any]) -> tuple[dict[str,
         if not (volume / "pred_affs").is_dir():
             raise InputError(
                 f"{volume} has no pred_affs: segmentation needs affinities, from a model "
-                "that predicts them (MTLSD, AFF, ACLSD or ACRLSD)"
+                f"that predicts them ({segmentable_names()})"
             )
     _unique_stems(volumes, "volumes")
     notes = []

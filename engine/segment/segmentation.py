@@ -42,6 +42,7 @@ from engine.data.region import Region
 from engine.data.region import resolve as resolve_region
 from engine.data.volume import create_array, read_window, write_window
 from engine.errors import EngineError, InputError
+from engine.models.registry import segmentable_names
 from engine.project.config import ProjectConfig
 from engine.runs.spec import read_spec
 from engine.train.validation import VALIDATION_ATTR
@@ -151,8 +152,8 @@ def plan_segments(
             affs = zarr.open(str(prediction / "pred_affs"), mode="r")
         except (zarr.errors.PathNotFoundError, FileNotFoundError, ValueError):
             raise InputError(
-                f"{prediction} has no pred_affs: segmenting needs affinities (a MTLSD, AFF, "
-                "ACLSD or ACRLSD model)"
+                f"{prediction} has no pred_affs: segmenting needs affinities (a "
+                f"{segmentable_names()} model)"
             ) from None
         attrs = affs.attrs.asdict()
         root = zarr.open_group(str(prediction), mode="r").attrs.asdict()

@@ -15,8 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.models.losses import loss_for
-from engine.project.config import AUTO_CONTEXT, ModelType
+from engine.models.registry import model_type_spec
 from engine.train.distributed import Ranks
 from engine.train.precision import Precision
 
@@ -25,31 +24,46 @@ logger = logging.getLogger(__name__)
 
 class LossOf(nn.Module):
     """`forward(tensors, in_stage1)`: the training loss of `model` on a batch's tensors
-    (raw, and the targets and weights of what the model type trains)."""
+    (raw, and the targets and weights of what the model type trains).
 
-    def __init__(self, model: nn.Module, model_type: ModelType) -> None:
+    What to compare comes from the model type's declaration (engine.models.registry):
+    the loss's `input_names` say which output (`pred_<output>`) and which batch arrays
+    (`gt_<output>`, `<output>_weights`) it takes; in stage one of an auto-context type,
+    its `stage1` network trains alone with the loss of the stage's own type.
+    """
+
+    def __init__(self, model: nn.Module, model_type: str) -> None:
         super().__init__()
         self.model = model
         self.model_type = model_type
-        self.main_loss = loss_for(model_type)
-        self.lsd_loss = loss_for(ModelType.LSD)
-        self.aff_loss = loss_for(ModelType.AFF)
+        spec = model_type_spec(model_type)
+        self.output_names = spec.outputs
+        self.main_loss = spec.loss_module()
+        self.stage1_loss: nn.Module | None = None
+        self.stage1_outputs: tuple[str, ...] = ()
+        if spec.stage1 is not None:
+            stage1 = model_type_spec(spec.stage1)
+            self.stage1_loss, self.stage1_outputs = stage1.loss_module(), stage1.outputs
 
     def forward(self, t: dict[str, torch.Tensor], in_stage1: bool) -> torch.Tensor:
-        model, model_type = self.model, self.model_type
-        if model_type in AUTO_CONTEXT:
-            if in_stage1:
-                return self.lsd_loss(model.stage1(t["raw"]), t["gt_lsds"], t["lsds_weights"])  # type: ignore[operator]
-            _, affs = model(t["raw"])
-            return self.aff_loss(affs, t["gt_affs"], t["affs_weights"])
-        if model_type == ModelType.MTLSD:
-            lsds, affs = model(t["raw"])
-            return self.main_loss(
-                lsds, t["gt_lsds"], t["lsds_weights"], affs, t["gt_affs"], t["affs_weights"]
-            )
-        if model_type == ModelType.LSD:
-            return self.main_loss(model(t["raw"]), t["gt_lsds"], t["lsds_weights"])
-        return self.main_loss(model(t["raw"]), t["gt_affs"], t["affs_weights"])
+        if in_stage1 and self.stage1_loss is not None:
+            predicted = _named(self.stage1_outputs, self.model.stage1(t["raw"]))  # type: ignore[operator]
+            return _apply(self.stage1_loss, predicted, t)
+        return _apply(self.main_loss, _named(self.output_names, self.model(t["raw"])), t)
+
+
+def _named(names: tuple[str, ...], outputs: Any) -> dict[str, torch.Tensor]:
+    # A single-output network returns its tensor, not a 1-tuple.
+    return dict(zip(names, outputs if isinstance(outputs, tuple) else (outputs,), strict=True))
+
+
+def _apply(loss: nn.Module, predicted: dict[str, torch.Tensor], t: dict[str, torch.Tensor]) -> Any:
+    """`loss` called with its `input_names`: `pred_X` from the outputs, the rest from the batch."""
+    arguments = [
+        predicted[name.removeprefix("pred_")] if name.startswith("pred_") else t[name]
+        for name in loss.input_names  # type: ignore[union-attr]
+    ]
+    return loss(*arguments)
 
 
 class TrainStep:
@@ -66,7 +80,7 @@ class TrainStep:
     def __init__(
         self,
         model: nn.Module,
-        model_type: ModelType,
+        model_type: str,
         optimizer: torch.optim.Optimizer,
         precision: Precision,
         ranks: Ranks,
@@ -86,7 +100,7 @@ class TrainStep:
                 device_ids=[device.index] if device.type == "cuda" else None,
                 # An auto-context model trains one stage at a time: the other's
                 # parameters get no gradient.
-                find_unused_parameters=model_type in AUTO_CONTEXT,
+                find_unused_parameters=model_type_spec(model_type).auto_context,
             )
         self._eager = module
         self._module: Any = torch.compile(module) if compile else module

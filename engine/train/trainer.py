@@ -47,7 +47,8 @@ import numpy as np
 from engine.contract import CHECKPOINTS, EVENTS_FILE, EventWriter, read_events_of
 from engine.entry import configure_logging, missing_run_dir
 from engine.errors import EngineError, InputError
-from engine.project.config import AUTO_CONTEXT, ModelType, ProjectConfig
+from engine.models.registry import model_type_spec
+from engine.project.config import ModelType, ProjectConfig
 from engine.runs.spec import RunSpec, read_spec
 from engine.train.validation import History, can_validate, val_volumes
 
@@ -57,7 +58,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3
-_AUTO_CONTEXT = AUTO_CONTEXT
 # Rate and progress events every this many iterations: the loss goes out every one.
 _REPORT_EVERY = 10
 # Rank r's batch seeds start at seed + r * this: no run has that many iterations.
@@ -247,7 +247,7 @@ class Trainer:
         return torch.device("cpu")
 
     def _stage1_iterations(self) -> int:
-        if self.config.train.model_type not in _AUTO_CONTEXT:
+        if not model_type_spec(self.config.train.model_type).auto_context:
             return 0
         return self.config.train.lsd_iterations or max(1, self.config.train.iterations // 2)
 
@@ -289,6 +289,7 @@ class Trainer:
         if config.train.seed is not None:
             torch.manual_seed(config.train.seed)
         model_type = config.train.model_type
+        auto_context = model_type_spec(model_type).auto_context
         model = build_model(
             model_type, config.model, config.data.dims, len(config.affinity_neighborhood())
         ).to(device)
@@ -325,7 +326,7 @@ class Trainer:
             return EXIT_OK
 
         stage1 = self._stage1_iterations()
-        if model_type in _AUTO_CONTEXT:
+        if auto_context:
             model.freeze_stage1(start >= stage1)  # as DDP is to find it
 
         def warn(message: str) -> None:
@@ -466,7 +467,7 @@ class Trainer:
                         break
                     raise
                 in_stage1 = iteration < stage1
-                if model_type in _AUTO_CONTEXT:
+                if auto_context:
                     model.freeze_stage1(not in_stage1)
                 loss = step(tensors, in_stage1)
                 scheduler.step()
@@ -596,12 +597,12 @@ class Trainer:
         from engine.data.volume import create_array
 
         with torch.no_grad():
-            if model_type in _AUTO_CONTEXT and in_stage1:
-                outputs = {"lsds": model.stage1(tensors["raw"])}
-            else:
-                out = model(tensors["raw"])
-                out = out if isinstance(out, tuple) else (out,)
-                outputs = dict(zip(model.output_names, out))
+            # Stage one of an auto-context model is what trains: show its output alone.
+            in_stage_one = in_stage1 and model_type_spec(model_type).auto_context
+            network = model.stage1 if in_stage_one else model
+            out = network(tensors["raw"])
+            out = out if isinstance(out, tuple) else (out,)
+            outputs = dict(zip(network.output_names, out))
         voxel_size = [int(v) for v in self.config.data.voxel_size]
         dims = len(voxel_size)
         arrays = {name: np.asarray(value[0]) for name, value in batch.items()}

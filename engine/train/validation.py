@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import InputError
-from engine.project.config import ModelType, ProjectConfig
+from engine.models.registry import model_type_spec
+from engine.project.config import ProjectConfig
 
 logger = logging.getLogger(__name__)
 
-# Models whose validation can segment: they predict affinities.
-_SEGMENTABLE = (ModelType.MTLSD, ModelType.AFF, ModelType.ACLSD, ModelType.ACRLSD)
 # What a validation point records beside its checkpoint (best.json) and what predictions
 # of that checkpoint carry to segment and evaluate.
 RECORD_KEYS = ("step", "threshold", "voi_split", "voi_merge", "voi", "arand")
@@ -33,7 +32,7 @@ VALIDATION_ATTR = "validation"
 
 def can_validate(config: ProjectConfig) -> bool:
     """Whether the run validates: a cadence is set and the model predicts affinities."""
-    return config.train.validate_every > 0 and config.train.model_type in _SEGMENTABLE
+    return config.train.validate_every > 0 and model_type_spec(config.train.model_type).segmentable
 
 
 def val_volumes(project: Path, config: ProjectConfig, listed: list[str] | None) -> list[Path]:

@@ -20,6 +20,7 @@ import typer
 from daemon.schemas import RunCreate, RunInfo
 from engine.contract import EVENTS_FILE, LOG_FILE, RUN_FILE, read_events
 from engine.errors import InputError
+from engine.models.registry import names_of
 from engine.project.layout import Project
 from lsdctl.cli import _foreground
 from lsdctl.cli._follow import follow
@@ -42,7 +43,7 @@ def train(
         help="Dataset preset to train with (cremi, cremi-paper, snemi, zebrafinch, fib25, tiny, "
         "tiny2d or a .toml file): its geometry and settings, your changes kept.",
     ),
-    model: str | None = typer.Option(None, "--model", help="MTLSD, LSD, AFF, ACLSD or ACRLSD."),
+    model: str | None = typer.Option(None, "--model", help=f"{names_of()}."),
     iterations: int | None = typer.Option(
         None, "--iterations", help="Total iterations; a resumed run continues up to this."
     ),

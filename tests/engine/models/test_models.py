@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import subprocess
+import sys
 from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -25,6 +27,8 @@ from engine.geometry import (
 )
 from engine.models import MODEL_TYPES, AutoContextModel, UNet, build_model
 from engine.models.losses import AffinityLoss, LsdLoss, MtlsdLoss, loss_for, weighted_mse
+from engine.models.registry import MODEL_TYPES as REGISTRY
+from engine.models.registry import model_type_spec
 
 # --- helpers -----------------------------------------------------------------------------
 
@@ -267,7 +271,7 @@ def test_preset_models_build_on_meta_device(model_type: str) -> None:
     assert list(shapes) == list(model.output_names)
     for name, out in zip(model.output_names, outputs, strict=True):
         assert tuple(out.shape[2:]) == shapes[name]
-    if model_type in ("MTLSD", "LSD", "AFF"):
+    if not model_type_spec(model_type).auto_context:
         assert model.output_shape(input_shape) == output_shape
 
 
@@ -281,7 +285,7 @@ def test_model_types_forward_backward(model_type: str, dims: int) -> None:
     layout = TINY_3D if dims == 3 else TINY_2D
     geometry = _geometry(layout, True)
     want = (2,) * dims
-    if model_type in ("ACLSD", "ACRLSD"):
+    if model_type_spec(model_type).auto_context:
         input_shape = two_stage_input_shape_for_output(geometry, geometry, want)
     else:
         input_shape = input_shape_for_output(geometry, want)
@@ -313,6 +317,54 @@ def test_model_types_forward_backward(model_type: str, dims: int) -> None:
     assert torch.isfinite(loss)
     for parameter_name, parameter in model.named_parameters():
         assert parameter.grad is not None, parameter_name
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_each_registered_type_is_what_it_declares(name: str) -> None:
+    """The registry's declarations agree with what gets built: the network's outputs,
+    the loss's inputs, the stages, the predicted arrays."""
+    spec = REGISTRY[name]
+    layout = TINY_3D
+    geometry = _geometry(layout, True)
+    want = (2, 2, 2)
+    if spec.auto_context:
+        input_shape = two_stage_input_shape_for_output(geometry, geometry, want)
+    else:
+        input_shape = input_shape_for_output(geometry, want)
+    model = build_model(name, _config(layout, input_shape), 3, 3)
+    assert model.model_type == name
+    assert model.output_names == spec.outputs
+    assert list(model.output_shapes(input_shape)) == list(spec.outputs)
+    assert spec.predicts == tuple(f"pred_{output}" for output in spec.outputs)
+    assert set(spec.trains) <= set(spec.outputs)
+    expected = tuple(n for o in spec.trains for n in (f"pred_{o}", f"gt_{o}", f"{o}_weights"))
+    assert loss_for(name).input_names == expected
+    if spec.auto_context:
+        assert isinstance(model, AutoContextModel)
+        assert spec.stage1 is not None and spec.stage2 is not None
+        stage1, stage2 = model_type_spec(spec.stage1), model_type_spec(spec.stage2)
+        assert not stage1.auto_context and not stage2.auto_context
+        assert stage1.outputs + stage2.outputs == spec.outputs
+        assert model.stage1.output_names == stage1.outputs
+        assert model.stage2.output_names == stage2.outputs
+        assert spec.trains == stage2.trains
+        assert model.include_raw == spec.stage2_raw
+    else:
+        assert spec.stage2 is None and not spec.stage2_raw
+
+
+def test_registry_is_light_and_names_unknown_types() -> None:
+    code = (
+        "import sys\n"
+        "import engine.config\n"
+        "from engine.models.registry import MODEL_TYPES\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'gunpowder'}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    with pytest.raises(InputError, match="allowed: " + ", ".join(REGISTRY)):
+        model_type_spec("mtlsd")  # names are exact: upper case, as in project.toml
 
 
 def test_auto_context_stage1_frozen_for_stage2_training() -> None:

@@ -18,6 +18,7 @@ from engine.contract import read_events
 from engine.data.synth import synthesize
 from engine.data.volume import write_volume
 from engine.errors import InputError
+from engine.models.registry import MODEL_TYPES
 from engine.predict.predictor import (
     AFFS,
     LSDS,
@@ -308,10 +309,11 @@ def test_slurm_workers_predict_the_same(trained: Project, slurm: None) -> None:
 
 @pytest.mark.slow
 def test_every_model_type_predicts(tmp_path: Path) -> None:
-    """LSD, AFF and the two-stage models, in process (the blockwise path is the same as
-    MTLSD's, tested above): each writes exactly its outputs, of the volume's shape."""
+    """Every registered type but MTLSD, in process (the blockwise path is the same as
+    MTLSD's, tested above): each writes exactly the arrays it declares, of the volume's
+    shape."""
     raw, labels = synthesize((40, 40, 40), [8, 8, 8], seed=0)
-    for model_type in ("LSD", "AFF", "ACLSD", "ACRLSD"):
+    for model_type in [name for name in MODEL_TYPES if name != "MTLSD"]:
         project = init_project(model_type.lower(), "tiny", root=tmp_path)
         config = cfg.from_preset(
             "tiny",
@@ -344,7 +346,8 @@ def test_every_model_type_predicts(tmp_path: Path) -> None:
             prepare_outputs(plan, net, hashes, overwrite=False)
         predict_in_process(run_dir)
         root = zarr.open_group(str(run_dir / "predictions" / "t.zarr"), mode="r")
-        expected = {"LSD": {LSDS}, "AFF": {AFFS}}.get(model_type, {LSDS, AFFS})
+        expected = set(MODEL_TYPES[model_type].predicts)
+        assert expected <= {LSDS, AFFS}, model_type
         assert set(root.array_keys()) == expected, model_type
         for name in expected:
             data = root[name][:]

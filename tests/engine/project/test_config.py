@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import InputError
+from engine.models.registry import MODEL_TYPES
 from engine.project import config as cfg
 
 
@@ -80,6 +81,23 @@ def test_invalid_configs_say_what_is_wrong(overrides: dict, match: str) -> None:
         cfg.from_preset("fib25", overrides)
     assert match.lower() in str(info.value).lower()
     assert "\n" not in str(info.value)
+
+
+def test_model_type_takes_the_registered_names_only() -> None:
+    names = list(MODEL_TYPES)
+    for name in names:
+        assert cfg.from_preset("tiny", {"train": {"model_type": name}}).train.model_type == name
+    listed = " or ".join([", ".join(f"'{n}'" for n in names[:-1]), f"'{names[-1]}'"])
+    for bad in ("UNET", "mtlsd"):  # names are exact: upper case, as the registry spells them
+        with pytest.raises(InputError, match=r"train\.model_type") as info:
+            cfg.from_preset("tiny", {"train": {"model_type": bad}})
+        assert f"Input should be {listed}" in str(info.value)
+    schema = cfg.ProjectConfig.model_json_schema()["$defs"]["ModelType"]
+    assert schema["enum"] == names
+    assert cfg.TrainConfig().model_type == "MTLSD"
+    assert cfg.TrainConfig.model_fields["model_type"].description == (
+        f"{', '.join(names[:-1])} or {names[-1]} (see docs)."
+    )
 
 
 def test_dotted_keys() -> None:
