@@ -356,7 +356,7 @@ def test_each_registered_type_is_what_it_declares(name: str) -> None:
 def test_registry_is_light_and_names_unknown_types() -> None:
     code = (
         "import sys\n"
-        "import engine.config\n"
+        "import engine.project.config\n"
         "from engine.models.registry import MODEL_TYPES\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'gunpowder'}))\n"
     )
