@@ -12,9 +12,10 @@ import pytest
 from engine.blockwise.launchers import EXECUTORS, cluster_command, executor_names, get_executor
 from engine.blockwise.run import scheduling
 from engine.blockwise.task import Cluster, WorkerSpec
+from engine.contract import ResourcesAsked
 from engine.errors import InputError
 from engine.project import config as cfg
-from engine.runs.spec import Resources
+from engine.runs.resolve import resources
 
 ROOT = Path(__file__).parents[3]
 
@@ -68,7 +69,13 @@ def test_the_registry_is_the_one_list_of_executor_names() -> None:
     assert get_args(field.annotation) == names
     schema = cfg.ProjectConfig.model_json_schema()
     assert schema["$defs"]["PredictConfig"]["properties"]["executor"]["enum"] == list(names)
-    assert get_args(Resources.model_fields["executor"].annotation) == names
+    # The run's resources cross to the daemon in the dependency-free contract, which cannot
+    # import the registry: the resolver checks the name instead.
+    config = cfg.from_preset("tiny", {})
+    for name in names:
+        assert resources(ResourcesAsked(executor=name), "predict", config).executor == name
+    with pytest.raises(InputError, match="executor must be local, slurm or lsf, got 'pbs'"):
+        resources(ResourcesAsked(executor="pbs"), "predict", config)
     assert field.description == (
         "Where workers run: local processes, Slurm (sbatch) or LSF (bsub)."
     )
