@@ -165,10 +165,11 @@ def _worker_pids(session: int) -> list[int]:
 
 def test_two_workers_equal_one_process_bitwise(trained: Project) -> None:
     # Batches of 3 tiles in 2 workers of 1 thread against batches of 1 in one process
-    # of 2 threads: the same bits.
-    run_dir = _predict_run(trained, "two-workers", ["small.zarr"], batch_size=3)
+    # of 2 threads: the same bits. The large volume's 48 blocks, so that one worker
+    # cannot take them all (9 in flight) before the other has started on a loaded machine.
+    run_dir = _predict_run(trained, "two-workers", ["large.zarr"], batch_size=3)
     assert _predict(run_dir) == 0, (run_dir / "log.txt").read_text()[-3000:]
-    got, want = _outputs(run_dir, "small.zarr"), _reference(trained, "small.zarr")
+    got, want = _outputs(run_dir, "large.zarr"), _reference(trained, "large.zarr")
     for name in (AFFS, LSDS):
         assert got[name].dtype == np.uint8
         assert got[name].std() > 0  # a real prediction, not a constant
@@ -176,12 +177,12 @@ def test_two_workers_equal_one_process_bitwise(trained: Project) -> None:
     blocks = _events(run_dir, "block")
     workers = {e["worker"] for e in blocks if e["status"] == "done"}
     assert len(workers) == 2, "both workers served blocks"
-    assert _blocks_done(run_dir) == 18
+    assert _blocks_done(run_dir) == 48
     (result,) = _events(run_dir, "result")
-    assert result["computed"] == 18 and result["skipped"] == 0
-    attrs = zarr.open_group(str(run_dir / "predictions" / "small.zarr"), mode="r").attrs
-    assert attrs["source_volume"].endswith("small.zarr")
-    array = zarr.open(str(run_dir / "predictions" / "small.zarr" / AFFS), mode="r")
+    assert result["computed"] == 48 and result["skipped"] == 0
+    attrs = zarr.open_group(str(run_dir / "predictions" / "large.zarr"), mode="r").attrs
+    assert attrs["source_volume"].endswith("large.zarr")
+    array = zarr.open(str(run_dir / "predictions" / "large.zarr" / AFFS), mode="r")
     assert array.chunks == (3, 28, 28, 28)  # one chunk per write block
     assert list(array.attrs["voxel_size"]) == [8, 8, 8]
 
