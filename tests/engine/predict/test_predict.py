@@ -250,7 +250,7 @@ def test_tracking_lives_with_the_output(trained: Project) -> None:
     run_dir = trained.runs_dir / "two-workers"
     if not run_dir.exists():
         pytest.skip("needs test_two_workers_equal_one_process_bitwise")
-    assert (run_dir / "predictions" / "small.zarr" / TRACKING).is_dir()
+    assert (run_dir / "predictions" / "large.zarr" / TRACKING).is_dir()
 
 
 # Beside the checkout (../shared), or beside the folder of worktrees (../../shared).
