@@ -6,6 +6,11 @@ outputs of the last ones. Each of them hands its block's tiles to `run` and wait
 batcher's thread takes tiles in arrival order, fills a batch, calls the forward and
 hands every caller its results. Tiles of one block may span batches.
 
+On a GPU the batcher keeps the device fed: when a full batch is waiting while another
+runs, it queues it behind the running one (the forward's `submit`) before it hands
+out the results of the first, so the device goes from one batch to the next without
+waiting for the host to copy results out, hand them over and stage the next tiles.
+
 A batch goes as soon as it is full, or when every lane is waiting on it (nothing more
 can come), or when tiles stop coming for about one forward pass (lanes finishing
 near the end of a task): a short batch is padded by the forward, which gives the same
@@ -27,6 +32,8 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 Forward = Callable[[Sequence[np.ndarray]], list[Any]]
+"""Tiles to their results; one with a `submit(tiles)` method whose return value has a
+`result()` (engine.predict.tile_forward.TileForward) is run one batch ahead."""
 # How long a short batch waits for more tiles before the first forward has been timed.
 _FIRST_PATIENCE_S = 0.05
 
@@ -60,7 +67,6 @@ class TileBatcher:
         self._closed = False
         self._patience = _FIRST_PATIENCE_S
         self.batches = 0
-        self.busy_s = 0.0
         self._thread = threading.Thread(target=self._loop, name="tile-batcher", daemon=True)
         self._thread.start()
 
@@ -90,9 +96,15 @@ class TileBatcher:
             self._cond.notify_all()
         self._thread.join()
 
-    def _take(self) -> list[tuple[_Job, int]] | None:
-        """The next batch, once it should go; None when closed and drained."""
+    def _take(self, full_only: bool = False) -> list[tuple[_Job, int]] | None:
+        """The next batch, once it should go; None when closed and drained. With
+        `full_only` (a batch is running) only a full batch now, else []: the tiles still
+        to come may wait on the running batch's results."""
         with self._cond:
+            if full_only:
+                if len(self._queue) >= self.batch:
+                    return [self._queue.popleft() for _ in range(self.batch)]
+                return None if self._closed and not self._queue else []
             while not self._queue:
                 if self._closed:
                     return None
@@ -107,28 +119,58 @@ class TileBatcher:
             return [self._queue.popleft() for _ in range(n)]
 
     def _loop(self) -> None:
-        while (taken := self._take()) is not None:
-            start = time.monotonic()
-            try:
-                results = self.forward([job.tiles[i] for job, i in taken])
-            except BaseException as exc:  # every caller of the batch gets it
-                logger.warning("a batch of %d tiles failed: %s", len(taken), exc)
-                results = None
-                error: BaseException | None = exc
+        running: _Batch | None = None
+        while (taken := self._take(full_only=running is not None)) is not None or running:
+            queued = self._submit(taken) if taken else None
+            if running is not None:
+                self._finish(running)
+            running = queued
+
+    def _submit(self, taken: list[tuple[_Job, int]]) -> _Batch:
+        batch = _Batch(taken, time.monotonic())
+        tiles = [job.tiles[i] for job, i in taken]
+        try:
+            submit = getattr(self.forward, "submit", None)
+            if submit is not None:
+                batch.pending = submit(tiles)
             else:
-                error = None
-            seconds = time.monotonic() - start
-            self.busy_s += seconds
-            self.batches += 1
-            # A batch that waits longer than a forward for its last tiles loses more
-            # than it gains.
-            self._patience = max(seconds, 0.001)
-            for k, (job, i) in enumerate(taken):
-                if error is not None:
-                    job.error = error
-                else:
-                    assert results is not None
-                    job.results[i] = results[k]
-                job.remaining -= 1
-                if job.remaining == 0 or error is not None:
-                    job.done.set()
+                batch.results = self.forward(tiles)
+        except BaseException as exc:  # every caller of the batch gets it
+            batch.error = exc
+        return batch
+
+    def _finish(self, batch: _Batch) -> None:
+        """Wait for `batch`'s results and hand them to their callers."""
+        results = batch.results
+        if batch.pending is not None:
+            try:
+                results = batch.pending.result()
+            except BaseException as exc:
+                batch.error = exc
+        if batch.error is not None:
+            logger.warning("a batch of %d tiles failed: %s", len(batch.taken), batch.error)
+        seconds = time.monotonic() - batch.started
+        self.batches += 1
+        # A batch that waits longer than a forward for its last tiles loses more than
+        # it gains (a batch queued behind another counts both: an upper bound).
+        self._patience = max(seconds, 0.001)
+        for k, (job, i) in enumerate(batch.taken):
+            if batch.error is not None:
+                job.error = batch.error
+            else:
+                assert results is not None
+                job.results[i] = results[k]
+            job.remaining -= 1
+            if job.remaining == 0 or batch.error is not None:
+                job.done.set()
+
+
+@dataclass
+class _Batch:
+    """Tiles on their way through the forward."""
+
+    taken: list[tuple[_Job, int]]
+    started: float
+    pending: Any = None
+    results: list[Any] | None = None
+    error: BaseException | None = None

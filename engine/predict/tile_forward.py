@@ -5,6 +5,11 @@ normalisation, the forward (under autocast in the chosen precision), the crop of
 output to the output shape, and the quantisation to uint8, so only uint8 crosses the
 bus each way (a quarter of float32's bytes) and the host does no arithmetic.
 
+`submit` only queues the work on a GPU: the caller can hand over the next batch while
+this one runs, and takes the outputs with `result()` (engine.predict.tile_batcher keeps one
+batch queued behind the running one, so the device never waits for the host between
+two). On the CPU `submit` computes everything before it returns.
+
 Batches always hold exactly `batch` tiles, a short batch padded with zeros, and torch
 computes each sample of a batch independently of the others: a tile's output does not
 depend on how tiles were grouped, so it does not depend on the batch size, the number of
@@ -84,14 +89,19 @@ class TileForward:
         self.batch = batch_for(batch_size, device)
         self.precision = resolve_precision(precision, device)
         self.normalize = normalize
-        self._staging: Any = None
 
     def __call__(self, tiles: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
         """Outputs of up to `self.batch` tiles (each of `input_shape`), in their order."""
+        return self.submit(tiles).result()
+
+    def submit(self, tiles: Sequence[np.ndarray]) -> PendingBatch:
+        """Start the forward of up to `self.batch` tiles; the outputs come from the
+        returned batch's `result()`. The tiles may be reused once this returns."""
         import torch
 
         if not 0 < len(tiles) <= self.batch:
             raise ValueError(f"{len(tiles)} tiles for a batch of {self.batch}")
+        cuda = self.device.type == "cuda"
         with torch.inference_mode():
             x = self._stage(tiles)
             x = normalize_raw_tensor(x.to(self.device, non_blocking=True), self.normalize)
@@ -99,13 +109,23 @@ class TileForward:
                 predicted = self.model(x)
             if not isinstance(predicted, tuple):
                 predicted = (predicted,)
-            host = {
-                self.outputs[name]: _quantise(_center_crop(value, self.output_shape)).cpu()
-                for name, value in zip(self.model.output_names, predicted)
-                if name in self.outputs
-            }
-        arrays = {key: value.numpy() for key, value in host.items()}
-        return [{key: array[i] for key, array in arrays.items()} for i in range(len(tiles))]
+            host = {}
+            for name, value in zip(self.model.output_names, predicted):
+                if name not in self.outputs:
+                    continue
+                quantised = _quantise(_center_crop(value, self.output_shape))
+                if cuda:
+                    # Into pinned memory, so that the copy is queued behind the forward
+                    # instead of waiting for it here.
+                    target = torch.empty(quantised.shape, dtype=torch.uint8, pin_memory=True)
+                    host[self.outputs[name]] = target.copy_(quantised, non_blocking=True)
+                else:
+                    host[self.outputs[name]] = quantised
+            done = None
+            if cuda:
+                done = torch.cuda.Event()
+                done.record()
+        return PendingBatch(host, len(tiles), done)
 
     @contextlib.contextmanager
     def _same_kernels_any_threads(self) -> Iterator[None]:
@@ -148,24 +168,35 @@ class TileForward:
             torch.backends.mkldnn.enabled = enabled
 
     def _stage(self, tiles: Sequence[np.ndarray]) -> Any:
-        """The batch as one host tensor (pinned for a GPU, reused), zeros after the tiles."""
+        """The batch as one host tensor (pinned for a GPU), zeros after the tiles."""
         import torch
 
         shape = (self.batch, 1, *self.input_shape)
-        dtype = tiles[0].dtype
-        if self.device.type == "cuda":
-            # Pinned memory copies asynchronously; safe to reuse, as every call ends
-            # with a copy back that waits for the device.
-            if self._staging is None or self._staging.numpy().dtype != dtype:
-                self._staging = torch.from_numpy(np.zeros(shape, dtype)).pin_memory()
-            staging = self._staging
-        else:
-            staging = torch.from_numpy(np.empty(shape, dtype))
+        dtype = torch.from_numpy(np.empty(0, tiles[0].dtype)).dtype
+        # Pinned memory copies to the GPU asynchronously. A new buffer every batch, as
+        # the last one may still be on its way; torch's pinned-memory cache hands a
+        # buffer out again only once the copies that read it have run.
+        staging = torch.empty(shape, dtype=dtype, pin_memory=self.device.type == "cuda")
         host = staging.numpy()
         for i, tile in enumerate(tiles):
             host[i, 0] = tile
         host[len(tiles) :] = 0
         return staging
+
+
+class PendingBatch:
+    """A submitted batch; `result()` waits for its outputs (once) and splits them by tile."""
+
+    def __init__(self, host: dict[str, Any], tiles: int, done: Any) -> None:
+        self._host = host
+        self._tiles = tiles
+        self._done = done
+
+    def result(self) -> list[dict[str, np.ndarray]]:
+        if self._done is not None:
+            self._done.synchronize()
+        arrays = {key: value.numpy() for key, value in self._host.items()}
+        return [{key: array[i] for key, array in arrays.items()} for i in range(self._tiles)]
 
 
 def _center_crop(value: Any, shape: Sequence[int]) -> Any:

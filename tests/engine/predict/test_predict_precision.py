@@ -169,3 +169,76 @@ def test_the_batcher_gathers_tiles_of_several_threads_and_returns_each_its_own()
         batcher.run([np.array([-1])])
     assert batcher.run([np.array([7])]) == [70]  # the batcher lives on after an error
     batcher.close()
+
+
+class _QueuedForward:
+    """A forward that queues work the way a GPU does: `submit` returns at once, the
+    result comes later; records the order of the two."""
+
+    def __init__(self, failing: int = -1) -> None:
+        self.log: list[str] = []
+        self.failing = failing  # the batch whose result raises
+        self._lock = threading.Lock()
+
+    def submit(self, tiles: Sequence[np.ndarray]) -> _QueuedForward.Pending:
+        with self._lock:
+            n = sum(entry.startswith("submit") for entry in self.log)
+            self.log.append(f"submit {n}")
+        if n == 0:
+            time.sleep(0.3)  # the other lanes queue their tiles meanwhile
+        return self.Pending(self, n, [int(t[0]) * 10 for t in tiles])
+
+    class Pending:
+        def __init__(self, forward: _QueuedForward, n: int, values: list[int]) -> None:
+            self.forward, self.n, self.values = forward, n, values
+
+        def result(self) -> list[int]:
+            with self.forward._lock:
+                self.forward.log.append(f"result {self.n}")
+            if self.n == self.forward.failing:
+                raise RuntimeError("the device failed")
+            return self.values
+
+
+def _run_lanes(batcher: TileBatcher, lanes: int) -> dict[int, list[int] | BaseException]:
+    results: dict[int, list[int] | BaseException] = {}
+
+    def lane(i: int) -> None:
+        try:
+            results[i] = batcher.run([np.array([i * 100 + k]) for k in range(2)])
+        except RuntimeError as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=lane, args=(i,)) for i in range(lanes)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_the_batcher_queues_the_next_full_batch_before_it_waits_for_the_running_one() -> None:
+    forward = _QueuedForward()
+    batcher = TileBatcher(forward, batch=2, lanes=4)
+    results = _run_lanes(batcher, 4)
+    batcher.close()
+    assert results == {i: [i * 1000, (i * 100 + 1) * 10] for i in range(4)}
+    # Batch 1 went to the device before batch 0's results were taken, and so on: never
+    # more than one batch queued behind the running one.
+    assert forward.log[:3] == ["submit 0", "submit 1", "result 0"], forward.log
+    assert len(forward.log) == 8
+    for k in range(4):
+        assert forward.log.index(f"submit {k}") < forward.log.index(f"result {k}")
+        if k >= 2:
+            assert forward.log.index(f"result {k - 2}") < forward.log.index(f"submit {k}")
+
+
+def test_a_failed_result_reaches_the_callers_of_its_batch_only() -> None:
+    forward = _QueuedForward(failing=0)
+    batcher = TileBatcher(forward, batch=2, lanes=4)
+    results = _run_lanes(batcher, 4)
+    failed = [i for i, r in results.items() if isinstance(r, BaseException)]
+    assert len(failed) == 1, results  # batch 0 held the two tiles of one lane
+    assert all(results[i] == [i * 1000, (i * 100 + 1) * 10] for i in results if i not in failed)
+    assert batcher.run([np.array([7]), np.array([8])]) == [70, 80]  # it lives on
+    batcher.close()
