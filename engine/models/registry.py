@@ -2,10 +2,10 @@
 
 `train.model_type` takes its values from `MODEL_TYPES` (engine.project.config), and so do the
 CLI's help and docs/models.md; the network builder (engine.models.lsd_models), the
-losses (engine.models.losses), training (engine.train.train_step, engine.train.trainer), prediction
-(engine.predict.predictor) and validation read each type's properties here instead of testing its
-name. Adding a model type is one `ModelTypeSpec` below (plus its network class, when no
-builder of lsd_models fits).
+losses (engine.models.losses), training (engine.train.train_step, engine.train.trainer),
+prediction (engine.predict.plan, engine.predict.predictor) and validation read each type's
+properties here instead of testing its name. Adding a model type is one `ModelTypeSpec`
+below (plus its network class, when no builder of lsd_models fits).
 
 Light on purpose: engine.project.config, and through it the CLI, imports this module, so the
 torch parts are named as "module:attribute" strings and imported on first use.

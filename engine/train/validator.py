@@ -48,6 +48,7 @@ class Validator:
         import torch
 
         from engine.evaluate import evaluation as evaluate
+        from engine.predict import plan as predict_plan
         from engine.predict import predictor as predict
         from engine.segment import segmentation as segment
 
@@ -56,17 +57,17 @@ class Validator:
         # Each validation starts from nothing: a segmentation's RAG must not keep the
         # fragments and edges of the weights before.
         shutil.rmtree(self.folder, ignore_errors=True)
-        plans = predict.plan_predictions(self.volumes, config, self.folder / "predictions")
+        plans = predict_plan.plan_predictions(self.volumes, config, self.folder / "predictions")
         hashes = {
             "checkpoint_sha256": f"training iteration {step}",
-            "config_sha256": predict.settings_hash(config),
+            "config_sha256": predict_plan.settings_hash(config),
         }
         was_training = model.training
         model.eval()
         try:
             with torch.inference_mode():
                 for plan in plans:
-                    predict.prepare_outputs(plan, config, hashes, overwrite=True)
+                    predict_plan.prepare_outputs(plan, config, hashes, overwrite=True)
                     worker = predict.Predictor(config, plan, model, self.device)
                     predict.predict_every_block(worker)
         finally:

@@ -19,17 +19,17 @@ from engine.data.synth import synthesize
 from engine.data.volume import write_volume
 from engine.errors import InputError
 from engine.models.registry import MODEL_TYPES
-from engine.predict.predictor import (
+from engine.predict.plan import (
     AFFS,
     LSDS,
     TRACKING,
     checkpoint_hash,
     network_config,
     plan_volumes,
-    predict_in_process,
     prepare_outputs,
     settings_hash,
 )
+from engine.predict.predictor import predict_in_process
 from engine.project import config as cfg
 from engine.project.layout import Project, init_project
 from engine.runs.spec import Resources, RunSpec, read_spec, write_spec
@@ -361,7 +361,7 @@ def test_workers_get_their_gpu_and_the_scheduler_never_imports_torch(trained: Pr
     # prediction itself runs on the CPU either way).
     run_dir = _predict_run(trained, "gpus", ["small.zarr"], gpus=(3, 5))
     probe = (
-        "import sys, engine.predict.predictor as p; code = p.main([sys.argv[1]]); "
+        "import sys, engine.predict.launch as p; code = p.main([sys.argv[1]]); "
         "print('torch' in sys.modules, code)"
     )
     done = subprocess.run(
@@ -488,7 +488,7 @@ def test_a_region_with_a_mask_predicts_the_crop_and_skips_empty_blocks(trained: 
 
 def test_one_worker_asked_for_is_one_worker(trained: Project) -> None:
     # predict.num_workers is a default the resolver applies, not a floor: `--workers 1`
-    # used to become predict.num_workers inside engine.predict.predictor.
+    # used to become predict.num_workers inside engine.predict.launch.
     spec = read_spec(_predict_run(trained, "one-worker-draft", ["small.zarr"], workers=1))
     run_dir = trained.runs_dir / "one-worker"
     config = cfg.with_value(spec.config, "predict.num_workers", 3)

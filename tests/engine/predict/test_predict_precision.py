@@ -17,7 +17,7 @@ from engine.data.synth import synthesize
 from engine.data.volume import write_volume
 from engine.errors import InputError
 from engine.models import build_model
-from engine.predict.predictor import AFFS, LSDS, PREDICTIONS
+from engine.predict.plan import AFFS, LSDS, PREDICTIONS
 from engine.predict.tile_batcher import TileBatcher
 from engine.predict.tile_forward import TileForward, batch_for, resolve_precision
 from engine.project import config as cfg
