@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/mypy lsdctl daemon engine/project/config.py engine/geometry.py engine/project/lineage.py engine/runs/resolve.py \
 		engine/evaluate/evaluation.py engine/segment/fragments.py engine/segment/rag.py engine/segment/agglomerate.py engine/blockwise \
 		engine/entry.py engine/segment/segmentation.py engine/contract engine/segment/union_find.py \
-		engine/segment/threshold_sweep.py engine/evaluate/partitioned_scores.py
+		engine/segment/threshold_sweep.py engine/evaluate/partitioned_scores.py engine/predict
 	$(BIN)/lint-imports
 
 # Two test processes, one test file each at a time: most tests wait on subprocesses,

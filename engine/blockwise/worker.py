@@ -50,6 +50,9 @@ def serve(run_dir: Path, task_id: str, target: str) -> None:
     """Connect to daisy's scheduler (DAISY_CONTEXT) and process blocks until none are left."""
     import daisy.v2 as daisy
 
+    # Local workers too: the process daisy started for the slot writes its stderr to
+    # RUN_DIR/workers/TASK/worker_N.err, and without a handler INFO lines are dropped.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     client = daisy.Client()
     log = _BlockLog(run_dir, task_id, client.worker_id)
     log.write(
@@ -124,6 +127,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) != 3:
         sys.stderr.write("usage: python -m engine.blockwise RUN_DIR TASK_ID MODULE:FACTORY\n")
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     serve(Path(args[0]), args[1], args[2])
     return 0

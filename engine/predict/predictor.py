@@ -11,6 +11,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,7 @@ class Predictor:
         # read and the last one being written.
         self.lanes = 3 * -(-self.forward.batch // len(self.tile_starts))
         self.batcher = TileBatcher(self.forward, self.forward.batch, self.lanes)
+        self._started = time.monotonic()
 
     @classmethod
     def from_run(cls, run_dir: Path, task_id: str, device: str | None = None) -> Predictor:
@@ -139,6 +141,16 @@ class Predictor:
     def close(self) -> None:
         """End the batching thread (after the last block)."""
         self.batcher.close()
+        batcher = self.batcher
+        logger.info(
+            "%d batches of up to %d tiles in %.1f s; the forward took %.1f s of it "
+            "(%.1f s of CPU: the rest waited for the device, a core or the GIL)",
+            batcher.batches,
+            batcher.batch,
+            time.monotonic() - self._started,
+            batcher.forward_s,
+            batcher.forward_cpu_s,
+        )
 
     def predict_block(self, write_start: Sequence[int]) -> None:
         """One block: read, predict, write. Several threads call it at once."""

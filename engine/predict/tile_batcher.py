@@ -67,6 +67,10 @@ class TileBatcher:
         self._closed = False
         self._patience = _FIRST_PATIENCE_S
         self.batches = 0
+        # In the forward's calls, this thread's wall and CPU seconds: wall well above
+        # CPU on the CPU means the thread waited for the GIL or a core.
+        self.forward_s = 0.0
+        self.forward_cpu_s = 0.0
         self._thread = threading.Thread(target=self._loop, name="tile-batcher", daemon=True)
         self._thread.start()
 
@@ -129,6 +133,7 @@ class TileBatcher:
     def _submit(self, taken: list[tuple[_Job, int]]) -> _Batch:
         batch = _Batch(taken, time.monotonic())
         tiles = [job.tiles[i] for job, i in taken]
+        wall, cpu = time.monotonic(), time.thread_time()
         try:
             submit = getattr(self.forward, "submit", None)
             if submit is not None:
@@ -137,16 +142,21 @@ class TileBatcher:
                 batch.results = self.forward(tiles)
         except BaseException as exc:  # every caller of the batch gets it
             batch.error = exc
+        self.forward_s += time.monotonic() - wall
+        self.forward_cpu_s += time.thread_time() - cpu
         return batch
 
     def _finish(self, batch: _Batch) -> None:
         """Wait for `batch`'s results and hand them to their callers."""
         results = batch.results
         if batch.pending is not None:
+            wall, cpu = time.monotonic(), time.thread_time()
             try:
                 results = batch.pending.result()
             except BaseException as exc:
                 batch.error = exc
+            self.forward_s += time.monotonic() - wall
+            self.forward_cpu_s += time.thread_time() - cpu
         if batch.error is not None:
             logger.warning("a batch of %d tiles failed: %s", len(batch.taken), batch.error)
         seconds = time.monotonic() - batch.started

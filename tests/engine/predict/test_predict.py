@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -185,6 +186,11 @@ def test_two_workers_equal_one_process_bitwise(trained: Project) -> None:
     array = zarr.open(str(run_dir / "predictions" / "large.zarr" / AFFS), mode="r")
     assert array.chunks == (3, 28, 28, 28)  # one chunk per write block
     assert list(array.attrs["voxel_size"]) == [8, 8, 8]
+    # Each local worker's log says how it ran and where its time went.
+    logs = [p.read_text() for p in sorted((run_dir / "workers").rglob("worker_*.err"))]
+    assert len(logs) >= 2
+    assert all("predicting on cpu in fp32, batches of 3 tiles" in t for t in logs)
+    assert all(re.search(r"\d+ batches of up to 3 tiles in [\d.]+ s; the forward", t) for t in logs)
 
 
 def test_a_killed_worker_is_replaced_and_the_output_is_unchanged(trained: Project) -> None:
