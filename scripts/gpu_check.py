@@ -353,6 +353,12 @@ def _predict(
         f"{util.summary(window)}",
         flush=True,
     )
+    # Each worker's own account: the share of its time in the forward's calls, and how
+    # much of that was CPU (launching kernels) rather than waiting on the GPU.
+    for log in sorted((run_dir / "workers").rglob("worker_*.err")):
+        for line in log.read_text(errors="replace").splitlines():
+            if " batches of up to " in line:
+                print(f"gpu_check predict_worker {log.stem}: {line.split(' INFO ')[-1]}")
     return output
 
 
