@@ -231,7 +231,12 @@ def _bf16_check(config: object, device: object, channels_last: bool) -> bool:
 
 
 def _train(
-    project: Path, config: object, iterations: int, cuda: bool, variant: str = "auto"
+    project: Path,
+    config: object,
+    iterations: int,
+    cuda: bool,
+    variant: str = "auto",
+    name_suffix: str = "",
 ) -> Path:
     """The trainer end to end, with real batches: iterations/s and the data_wait share."""
     import torch
@@ -243,7 +248,7 @@ def _train(
 
     for key, value in _variant(variant).items():
         config = cfg.with_value(config, f"train.{key}", value)  # type: ignore[arg-type]
-    name = "train-" + variant.replace("+", "-")
+    name = "train-" + variant.replace("+", "-") + name_suffix
     run_dir = project / "runs" / name
     write_spec(run_dir, RunSpec(id=name, kind="train", project=str(project), config=config))  # type: ignore[arg-type]
     events = EventWriter(run_dir / "events.jsonl")
@@ -266,13 +271,55 @@ def _train(
     wait = f"{sum(waits) / len(waits):.2f}" if waits else "n/a"
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0
     print(
-        f"gpu_check train mode=pipeline variant={variant} "
+        f"gpu_check train mode=pipeline variant={variant}{name_suffix} "
         f"input={config.model.input_shape} "  # type: ignore[attr-defined]
         f"workers={config.system.batch_workers()} iterations={iterations} "  # type: ignore[attr-defined]
         f"iterations_per_s={rate:.2f} data_wait={wait} peak_gpu_memory_gib={peak:.2f}",
         flush=True,
     )
     return sorted((run_dir / "checkpoints").glob("*.pt"))[-1]
+
+
+def _profile_e2e(project: Path, config: object, iterations: int, cuda: bool, variant: str) -> None:
+    """The trainer end to end under torch.profiler: where the time of the process goes.
+
+    Prints the profiled wall time, the device's busy time (its kernels and copies) and the
+    host-to-device copies, then the operators with the most device time and the most CPU
+    time of their own: whether the GPU waits on the host (launches, copies, the batch
+    feeder) or computes."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    start = time.monotonic()
+    with profile(activities=activities) as prof:
+        _train(project, config, iterations, cuda, variant, name_suffix="-profiled")
+    wall = time.monotonic() - start
+    averages = prof.key_averages()
+
+    def device_s(entry: object) -> float:
+        us = getattr(entry, "self_device_time_total", None)
+        if us is None:
+            us = getattr(entry, "self_cuda_time_total", 0.0)
+        return float(us) / 1e6
+
+    device = sum(device_s(e) for e in averages)
+    copies = sum(device_s(e) for e in averages if "HtoD" in e.key or "Memcpy H" in e.key)
+    print(
+        f"gpu_check profile variant={variant} iterations={iterations} wall_s={wall:.1f} "
+        f"device_busy_s={device:.1f} h2d_copy_s={copies:.2f} "
+        f"(torch {torch.__version__}; the profiler slows the host side)",
+        flush=True,
+    )
+    by_device = sorted(averages, key=device_s, reverse=True)[:12]
+    by_cpu = sorted(averages, key=lambda e: e.self_cpu_time_total, reverse=True)[:12]
+    for title, rows in (("device", by_device if cuda else []), ("cpu", by_cpu)):
+        for e in rows:
+            print(
+                f"gpu_check profile top_{title} {e.key[:60]!r} calls={e.count} "
+                f"self_cpu_s={e.self_cpu_time_total / 1e6:.2f} self_device_s={device_s(e):.2f}",
+                flush=True,
+            )
 
 
 def _predict(
@@ -424,6 +471,13 @@ def main() -> int:
         default=None,
         help="system.num_workers of the end-to-end run (default: auto on CUDA, 0 on the CPU).",
     )
+    parser.add_argument(
+        "--profile-e2e",
+        type=int,
+        default=0,
+        help="After the end-to-end runs, this many iterations of the last variant under "
+        "torch.profiler (device busy time, copies, top operators); 0: none.",
+    )
     parser.add_argument("--precisions", default="fp32,bf16", help="predict.precision values.")
     parser.add_argument("--batch-sizes", default="1,4", help="predict.batch_size values.")
     parser.add_argument(
@@ -517,6 +571,11 @@ def main() -> int:
             _variant(variant)
         for variant in args.e2e_variant.split(","):
             checkpoint = _train(project, config, args.iterations, cuda, variant)
+        if args.profile_e2e:
+            last = args.e2e_variant.split(",")[-1]
+            profiled = cfg.with_value(config, "train.iterations", args.profile_e2e)
+            profiled = cfg.with_value(profiled, "train.checkpoint_every", args.profile_e2e)
+            _profile_e2e(project, profiled, args.profile_e2e, cuda, last)
         outputs = {}
         gpus = [0] if cuda else []
         for workers in (int(w) for w in args.workers.split(",") if w):
