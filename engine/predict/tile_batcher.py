@@ -6,10 +6,12 @@ outputs of the last ones. Each of them hands its block's tiles to `run` and wait
 batcher's thread takes tiles in arrival order, fills a batch, calls the forward and
 hands every caller its results. Tiles of one block may span batches.
 
-On a GPU the batcher keeps the device fed: when a full batch is waiting while another
-runs, it queues it behind the running one (the forward's `submit`) before it hands
-out the results of the first, so the device goes from one batch to the next without
+On a GPU the batcher keeps the device fed: while a batch runs it waits for a full next
+one and queues it behind the running one (the forward's `submit`) before it hands out
+the results of the first, so the device goes from one batch to the next without
 waiting for the host to copy results out, hand them over and stage the next tiles.
+Once the running batch is done with no full batch waiting, its results go out first:
+the missing tiles may be those of lanes waiting on them.
 
 A batch goes as soon as it is full, or when every lane is waiting on it (nothing more
 can come), or when tiles stop coming for about one forward pass (lanes finishing
@@ -36,6 +38,9 @@ Forward = Callable[[Sequence[np.ndarray]], list[Any]]
 `result()` (engine.predict.tile_forward.TileForward) is run one batch ahead."""
 # How long a short batch waits for more tiles before the first forward has been timed.
 _FIRST_PATIENCE_S = 0.05
+# How often the batcher looks whether the running batch is done, while it waits for
+# enough tiles to queue the next one behind it.
+_RUNNING_POLL_S = 0.002
 
 
 @dataclass
@@ -100,15 +105,21 @@ class TileBatcher:
             self._cond.notify_all()
         self._thread.join()
 
-    def _take(self, full_only: bool = False) -> list[tuple[_Job, int]] | None:
-        """The next batch, once it should go; None when closed and drained. With
-        `full_only` (a batch is running) only a full batch now, else []: the tiles still
-        to come may wait on the running batch's results."""
+    def _take(self, running: _Batch | None = None) -> list[tuple[_Job, int]] | None:
+        """The next batch, once it should go; None when closed and drained. While
+        `running` runs, a full batch, or a short one when every lane waits (no more tiles
+        can come before results go out), and [] once `running` is done: the tiles still
+        to come may wait on its results."""
         with self._cond:
-            if full_only:
-                if len(self._queue) >= self.batch:
-                    return [self._queue.popleft() for _ in range(self.batch)]
-                return None if self._closed and not self._queue else []
+            if running is not None:
+                while len(self._queue) < self.batch:
+                    if running.ready() or (self._closed and not self._queue):
+                        return None if self._closed and not self._queue else []
+                    if self._queue and self._waiting >= self.lanes:
+                        return [self._queue.popleft() for _ in range(len(self._queue))]
+                    # Tiles wake this up; the device's end of the batch does not.
+                    self._cond.wait(_RUNNING_POLL_S)
+                return [self._queue.popleft() for _ in range(self.batch)]
             while not self._queue:
                 if self._closed:
                     return None
@@ -124,7 +135,7 @@ class TileBatcher:
 
     def _loop(self) -> None:
         running: _Batch | None = None
-        while (taken := self._take(full_only=running is not None)) is not None or running:
+        while (taken := self._take(running)) is not None or running:
             queued = self._submit(taken) if taken else None
             if running is not None:
                 self._finish(running)
@@ -184,3 +195,8 @@ class _Batch:
     pending: Any = None
     results: list[Any] | None = None
     error: BaseException | None = None
+
+    def ready(self) -> bool:
+        """Whether its results can be taken without waiting."""
+        ready = getattr(self.pending, "ready", None)
+        return self.pending is None or ready is None or bool(ready())

@@ -192,6 +192,10 @@ class PendingBatch:
         self._tiles = tiles
         self._done = done
 
+    def ready(self) -> bool:
+        """Whether `result()` would return without waiting for the device."""
+        return self._done is None or bool(self._done.query())
+
     def result(self) -> list[dict[str, np.ndarray]]:
         if self._done is not None:
             self._done.synchronize()

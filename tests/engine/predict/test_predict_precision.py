@@ -173,26 +173,33 @@ def test_the_batcher_gathers_tiles_of_several_threads_and_returns_each_its_own()
 
 class _QueuedForward:
     """A forward that queues work the way a GPU does: `submit` returns at once, the
-    result comes later; records the order of the two."""
+    batch is done `seconds` later (`ready`, and `result` waits for it); records the
+    order of submits and results."""
 
-    def __init__(self, failing: int = -1) -> None:
+    def __init__(self, failing: int = -1, seconds: float = 0.0) -> None:
         self.log: list[str] = []
         self.failing = failing  # the batch whose result raises
+        self.seconds = seconds
         self._lock = threading.Lock()
 
     def submit(self, tiles: Sequence[np.ndarray]) -> _QueuedForward.Pending:
         with self._lock:
             n = sum(entry.startswith("submit") for entry in self.log)
             self.log.append(f"submit {n}")
-        if n == 0:
+        if n == 0 and not self.seconds:
             time.sleep(0.3)  # the other lanes queue their tiles meanwhile
         return self.Pending(self, n, [int(t[0]) * 10 for t in tiles])
 
     class Pending:
         def __init__(self, forward: _QueuedForward, n: int, values: list[int]) -> None:
             self.forward, self.n, self.values = forward, n, values
+            self.done_at = time.monotonic() + forward.seconds
+
+        def ready(self) -> bool:
+            return time.monotonic() >= self.done_at
 
         def result(self) -> list[int]:
+            time.sleep(max(self.done_at - time.monotonic(), 0.0))
             with self.forward._lock:
                 self.forward.log.append(f"result {self.n}")
             if self.n == self.forward.failing:
@@ -200,10 +207,17 @@ class _QueuedForward:
             return self.values
 
 
-def _run_lanes(batcher: TileBatcher, lanes: int) -> dict[int, list[int] | BaseException]:
+def _run_lanes(
+    batcher: TileBatcher, lanes: int, late: float = 0.0, late_from: int | None = None
+) -> dict[int, list[int] | BaseException]:
+    """Each lane runs two tiles; lanes from `late_from` on (default: the second half)
+    start `late` seconds on."""
+    late_from = lanes // 2 if late_from is None else late_from
     results: dict[int, list[int] | BaseException] = {}
 
     def lane(i: int) -> None:
+        if i >= late_from:
+            time.sleep(late)
         try:
             results[i] = batcher.run([np.array([i * 100 + k]) for k in range(2)])
         except RuntimeError as exc:
@@ -242,3 +256,25 @@ def test_a_failed_result_reaches_the_callers_of_its_batch_only() -> None:
     assert all(results[i] == [i * 1000, (i * 100 + 1) * 10] for i in results if i not in failed)
     assert batcher.run([np.array([7]), np.array([8])]) == [70, 80]  # it lives on
     batcher.close()
+
+
+def test_the_next_batch_goes_behind_the_running_one_when_its_tiles_come_while_it_runs() -> None:
+    # Lanes 0 and 1 fill batch 0 (0.5 s on the "device"); lanes 2 and 3 bring batch 1
+    # 0.1 s later: it is queued before batch 0's results are taken.
+    forward = _QueuedForward(seconds=0.5)
+    batcher = TileBatcher(forward, batch=4, lanes=4)
+    results = _run_lanes(batcher, 4, late=0.1)
+    batcher.close()
+    assert results == {i: [i * 1000, (i * 100 + 1) * 10] for i in range(4)}
+    assert forward.log == ["submit 0", "submit 1", "result 0", "result 1"], forward.log
+
+
+def test_a_short_batch_goes_behind_the_running_one_when_every_lane_waits() -> None:
+    # Three lanes, batches of 4: lanes 0 and 1 fill batch 0; lane 2's two tiles come
+    # while it runs and no lane is left to fill the batch: they go at once, short.
+    forward = _QueuedForward(seconds=0.5)
+    batcher = TileBatcher(forward, batch=4, lanes=3)
+    results = _run_lanes(batcher, 3, late=0.1, late_from=2)
+    batcher.close()
+    assert results == {i: [i * 1000, (i * 100 + 1) * 10] for i in range(3)}
+    assert forward.log == ["submit 0", "submit 1", "result 0", "result 1"], forward.log
