@@ -38,6 +38,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -473,9 +474,10 @@ class Trainer:
                 scheduler.step()
                 iteration += 1
                 losses.push(iteration, loss)
-                if _reports(iteration, self.total, config):
+                due = _Due.at(iteration, self.total, config)
+                if due.anything:
                     losses.flush()  # what is reported at an iteration has its loss before it
-                if iteration % _REPORT_EVERY == 0 or iteration == self.total:
+                if due.rate:
                     now = time.monotonic()
                     rate = (iteration - tick_iteration) / max(now - tick, 1e-9)
                     # The share of the interval the loop waited for batches: near 1, the
@@ -486,15 +488,12 @@ class Trainer:
                     self.events.metric(iteration, "data_wait", wait)
                     self.events.metric(iteration, "learning_rate", scheduler.get_last_lr()[0])
                     self.events.emit("progress", done=iteration, total=self.total)
-                every = config.train.validate_every
-                if validator is not None and every and iteration % every == 0:
-                    # Stage one of the auto-context models trains no affinities yet.
-                    if iteration >= stage1:
-                        validate(iteration)
-                if iteration % config.train.checkpoint_every == 0 and iteration < self.total:
+                # Stage one of the auto-context models trains no affinities yet.
+                if validator is not None and due.validation and iteration >= stage1:
+                    validate(iteration)
+                if due.checkpoint and iteration < self.total:
                     checkpoint(iteration)
-                every = config.train.snapshot_every
-                if leader and every and iteration % every == 0:
+                if leader and due.snapshot:
                     self._snapshot(iteration, model, model_type, in_stage1, batch, tensors)
         losses.flush()
         last_loss = losses.last
@@ -647,18 +646,34 @@ class _LaggedLoss:
         self._record(iteration, self.last)
 
 
-def _reports(iteration: int, total: int, config: ProjectConfig) -> bool:
-    """Whether the loop reports more than the loss at `iteration` (rate, validation,
-    checkpoint, snapshot): its loss is recorded first, in order."""
-    train = config.train
-    return (
-        iteration % _REPORT_EVERY == 0
-        or iteration == total
-        or any(
-            every and iteration % every == 0
-            for every in (train.validate_every, train.checkpoint_every, train.snapshot_every)
+@dataclass(frozen=True)
+class _Due:
+    """What the loop does after an iteration besides training: report the rate (every
+    _REPORT_EVERY and at the end), validate, checkpoint, snapshot."""
+
+    rate: bool
+    validation: bool
+    checkpoint: bool
+    snapshot: bool
+
+    @classmethod
+    def at(cls, iteration: int, total: int, config: ProjectConfig) -> _Due:
+        train = config.train
+
+        def every(n: int) -> bool:
+            return bool(n) and iteration % n == 0
+
+        return cls(
+            rate=every(_REPORT_EVERY) or iteration == total,
+            validation=every(train.validate_every),
+            checkpoint=every(train.checkpoint_every),
+            snapshot=every(train.snapshot_every),
         )
-    )
+
+    @property
+    def anything(self) -> bool:
+        """Whether anything is reported: the loss of the iteration is recorded first."""
+        return self.rate or self.validation or self.checkpoint or self.snapshot
 
 
 def _channels_last(dims: int) -> Any:
