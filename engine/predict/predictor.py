@@ -77,9 +77,11 @@ class Predictor:
                 *[range(0, b, o) for b, o in zip(self.block_voxels, self.output_shape)]
             )
         )
-        # Blocks in flight: enough to fill the batch on the device, the next one being
-        # read and the last one being written.
-        self.lanes = 3 * -(-self.forward.batch // len(self.tile_starts))
+        # Blocks in flight: enough to fill the batch running on the device, on a GPU the
+        # one queued behind it (engine.predict.tile_batcher; the CPU runs a batch as it
+        # is handed over), the next one being read and the last one being written.
+        batches = 4 if getattr(device, "type", "") == "cuda" else 3
+        self.lanes = batches * -(-self.forward.batch // len(self.tile_starts))
         self.batcher = TileBatcher(self.forward, self.forward.batch, self.lanes)
         self._started = time.monotonic()
 
