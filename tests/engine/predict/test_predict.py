@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import zarr
 
+from engine.blockwise.task import BLOCKS_DIR
 from engine.contract import read_events
 from engine.data.synth import synthesize
 from engine.data.volume import write_volume
@@ -214,14 +216,20 @@ def test_a_killed_run_resumes_with_only_the_unfinished_blocks(trained: Project) 
     _wait_for(lambda: _blocks_done(run_dir) >= 8)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    done_before = _blocks_done(run_dir)
+    # Counted in the workers' own block files: the relay into events.jsonl may not have
+    # caught up with them when the kill came.
+    done_before = sum(
+        json.loads(line)["status"] == "done"
+        for path in (run_dir / BLOCKS_DIR).glob("*.jsonl")
+        for line in path.read_text().splitlines()
+    )
     total = 3 * 4 * 4
-    assert done_before < total
+    assert 8 <= done_before < total
     assert _predict(run_dir) == 0, (run_dir / "log.txt").read_text()[-3000:]
     result = _events(run_dir, "result")[-1]
-    # Blocks finished before the kill are skipped; one may have finished after its event
-    # was written but before daisy recorded it, so it is computed again.
-    assert result["skipped"] in (done_before, done_before - 1, done_before - 2)
+    # Blocks daisy had recorded as done are skipped, never one no worker had finished; a
+    # block finished just before the kill but not yet recorded is computed again.
+    assert 0 < result["skipped"] <= done_before
     assert result["computed"] == total - result["skipped"]
     np.testing.assert_array_equal(
         _outputs(run_dir, "large.zarr")[AFFS], _reference(trained, "large.zarr")[AFFS]
