@@ -12,7 +12,8 @@ rank dies before training ends (a collective would otherwise wait on it forever)
 
 Stopping together: DDP needs every rank in every collective, so a SIGTERM that reaches
 one rank (the launcher signals rank 0 only) must stop them all at the same iteration.
-`Ranks.agree(flag)` all-reduces a local wish to stop before every iteration.
+`Ranks.agree(flag)` all-reduces a local wish to stop before every iteration (on the CPU,
+through a gloo group of its own, so that no rank waits for its GPU to vote).
 
 `LSDCTL_CPU_RANKS=N` (testing only) trains N ranks on the CPU with gloo, so that all
 of this runs on a machine without GPUs.
@@ -84,6 +85,7 @@ class Ranks:
         self._children: list[subprocess.Popen[bytes]] = []
         self._training = False
         self._on_death: Callable[[str], None] | None = None
+        self._control: Any = None
 
     @property
     def parallel(self) -> bool:
@@ -151,6 +153,11 @@ class Ranks:
             world_size=self.world,
             timeout=_COLLECTIVE_TIMEOUT,
         )
+        # The stop votes go through a gloo group of their own, on the CPU: a vote on the
+        # GPUs would be read back every iteration, which waits for the device's queue
+        # to run dry (as reading each loss at once did: 4.68 instead of 5.23 it/s on an
+        # H200). Every rank creates it, in the same order.
+        self._control = dist.new_group(backend="gloo", timeout=_COLLECTIVE_TIMEOUT)
         logger.info("rank %d of %d joined", self.rank, self.world)
 
     # ---- while training ---------------------------------------------------------------
@@ -175,8 +182,8 @@ class Ranks:
         """True on every rank if any rank wishes to stop (a collective: all must call)."""
         if not self.parallel:
             return wish
-        flag = torch.tensor([1.0 if wish else 0.0], device=self._device())
-        dist.all_reduce(flag)
+        flag = torch.tensor([1.0 if wish else 0.0])
+        dist.all_reduce(flag, group=self._control)
         return bool(flag.item() > 0)
 
     def mean(self, value: torch.Tensor) -> torch.Tensor:
@@ -186,11 +193,6 @@ class Ranks:
         total = value.detach().clone()
         dist.all_reduce(total)
         return total / self.world
-
-    def _device(self) -> torch.device:
-        if dist.get_backend() == "nccl":
-            return torch.device("cuda", torch.cuda.current_device())
-        return torch.device("cpu")
 
     # ---- ending -------------------------------------------------------------------------
     def finish(self, code: int) -> int:
