@@ -586,8 +586,9 @@ def main() -> int:
                         outputs[key] = _predict(
                             project, config, checkpoint, workers, gpus, precision, batch, tile
                         )
-        # Precision against fp32, batch size against the first (bitwise: equal=1), and
-        # a larger tile input against the training input's.
+        # Precision against fp32, batch size against the first (bitwise: equal=1), a
+        # larger tile input against the training input's, and the first worker count's
+        # against the others (bitwise).
         keys = list(outputs)
         for key in keys:
             workers_, precision, batch_, tile = key.split("/")
@@ -600,6 +601,11 @@ def main() -> int:
                 _compare(outputs, first, key)
             if tile != "model" and f"{workers_}/{precision}/{batch_}/model" in outputs:
                 _compare(outputs, f"{workers_}/{precision}/{batch_}/model", key)
+            # Workers share out the blocks, each queuing batches behind the running one:
+            # the result must not change (bitwise).
+            one = f"{keys[0].split('/')[0]}/{precision}/{batch_}/{tile}"
+            if workers_ != keys[0].split("/")[0] and one in outputs:
+                _compare(outputs, one, key)
         for variant in (v for v in variants if "+compile" in v):
             _train_variant(config, variant, device, args.train_warmup, args.train_steps, flops)
     return 0
