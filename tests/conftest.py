@@ -12,6 +12,10 @@ from typer.testing import CliRunner
 
 from lsdctl.cli.main import app
 
+# Every event written in any test, by any process the tests start, is read back by its
+# model at once (engine.contract.events).
+os.environ.setdefault("LSDCTL_CHECK_EVENTS", "1")
+
 SHARED_DATA = Path(
     os.environ.get("LSDCTL_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data")
 )

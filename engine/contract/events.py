@@ -184,6 +184,11 @@ def parse_event(raw: dict[str, Any]) -> Event | None:
     return _EVENT.validate_python(raw)
 
 
+# The test suite sets it, so that every event any part of the engine writes in any test is
+# read back by its model at once: a writer and the model it must match cannot drift apart.
+CHECK_EVENTS_ENV = "LSDCTL_CHECK_EVENTS"
+
+
 # Writing and reading events.jsonl.
 class EventWriter:
     """Appends events; every line is flushed, and with `durable` the file is fsynced too
@@ -192,6 +197,7 @@ class EventWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file: IO[str] = path.open("a", buffering=1)
+        self._check = bool(os.environ.get(CHECK_EVENTS_ENV))
 
     def emit(self, type_: str, durable: bool = False, **fields: Any) -> None:
         """Append an event of `type_` with `fields` (those its model above declares; the
@@ -205,7 +211,10 @@ class EventWriter:
         self._append({"t": t, "type": event.type, **fields}, durable)
 
     def _append(self, event: dict[str, Any], durable: bool) -> None:
-        self._file.write(json.dumps(event, default=_plain) + "\n")
+        line = json.dumps(event, default=_plain)
+        if self._check:
+            _check(line)
+        self._file.write(line + "\n")
         self._file.flush()
         if durable:
             os.fsync(self._file.fileno())
@@ -215,6 +224,16 @@ class EventWriter:
 
     def close(self) -> None:
         self._file.close()
+
+
+def _check(line: str) -> None:
+    raw = json.loads(line)
+    try:
+        known = parse_event(raw) is not None
+    except ValueError as exc:
+        raise ValueError(f"event {line[:300]} does not match its model: {exc}") from exc
+    if not known:
+        raise ValueError(f"event {line[:300]} has a type no model declares")
 
 
 def _plain(value: Any) -> Any:

@@ -247,3 +247,24 @@ def test_importing_the_contract_loads_no_other_engine_module() -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['engine', 'engine.contract'] []"
+
+
+def test_under_the_check_a_written_event_must_match_its_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The suite runs with LSDCTL_CHECK_EVENTS (tests/conftest.py): every writer in every
+    # process it starts is held to the models.
+    monkeypatch.setenv("LSDCTL_CHECK_EVENTS", "1")
+    writer = EventWriter(tmp_path / contract.EVENTS_FILE)
+    writer.emit("checkpoint", iteration=5, path="c.pt", best=False)
+    with pytest.raises(ValueError, match="does not match its model"):
+        writer.emit("checkpoint", iteration="five", path="c.pt")
+    with pytest.raises(ValueError, match="no model declares"):
+        writer.emit("telemetry", gpu_temp=71)
+    writer.close()
+    lines = (tmp_path / contract.EVENTS_FILE).read_text().splitlines()
+    assert len(lines) == 1, "a refused event is not written"
+    monkeypatch.delenv("LSDCTL_CHECK_EVENTS")
+    unchecked = EventWriter(tmp_path / "other.jsonl")
+    unchecked.emit("telemetry", gpu_temp=71)  # readers pass over unknown types
+    unchecked.close()
