@@ -91,9 +91,9 @@ class DeviceFeeder:
 
     def _host(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         """The batch's arrays as tensors (pinned copies for a GPU). With copies, `batch`
-        keeps views of them instead of its arrays, which sit in the shared memory the
-        batch came in: it is unmapped on this thread, then, not on the training loop's
-        when the loop drops the batch (for a cremi batch, 20-50 ms of a thread here)."""
+        keeps views of them in place of its arrays: the shared memory the batch came in
+        is then unmapped here, on the feeder's thread, and not on the training loop's
+        when it drops the batch (for a cremi batch, 20-50 ms of a thread here)."""
         host = {k: torch.as_tensor(v) for k, v in batch.items() if k != "labels"}
         if self._pin:
             host = {k: v.pin_memory() for k, v in host.items()}
