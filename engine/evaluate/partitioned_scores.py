@@ -11,7 +11,9 @@ table's cells, and each cell needs only its count and one marginal:
 A cell's count is complete only once every block holding that pair is added, so the
 pairs are split by a hash of the label id into parts: a part holds all the pairs of its
 labels, hence complete counts and complete ``a_i``; a second sweep splits them by segment
-id for ``b_j``. Each part is merged from the block files alone and summed, then dropped.
+id for ``b_j``. Each block file is read once: its rows go to a file per part of each
+sweep (beside the block files, removed at the end); each part is then merged from its
+own file and summed, then dropped.
 The integer sums are exact Python ints (engine.evaluate.contingency.sum_of_squares), so the
 adapted Rand error equals the whole table's; the VOI sums differ only in the order of
 float additions. When everything fits the budget, the whole table is merged at once as
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +41,9 @@ PAIR_BUDGET = 1 << 20
 """Block-table rows merged at once, over all datasets (a merge holds ~80 bytes a row)."""
 
 _SPREAD = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: ids in runs spread evenly
+_SWEEPS = ("gt", "seg")
+# A row of a part file: the dataset's index in the plan, then a block table's row.
+_ROW = np.dtype([("dataset", "<u4"), ("gt", "<u8"), ("seg", "<u8"), ("count", "<i8")])
 
 
 @dataclass(frozen=True)
@@ -99,24 +105,10 @@ class _Sums:
 
 
 def _partitioned(plan: CountPlan, files: Sequence[Path], parts: int, n: int) -> CountScores:
-    sums = {name: _Sums() for name in plan.datasets}
-    for name, table in _parts(plan, files, parts, "gt"):
-        gt_sizes, _ = marginals(table)
-        _, row = np.unique(table.gt, return_inverse=True)
-        n_ij = table.count.astype(np.float64)
-        total = sums[name]
-        total.split += float(np.sum(n_ij * np.log2(n_ij / gt_sizes[row.ravel()])))
-        # Every pair of these labels is here, so each n_ij is complete before squaring.
-        total.squares += sum_of_squares(table.count)
-        total.gt_squares += sum_of_squares(gt_sizes)
-        a = gt_sizes.astype(np.float64)
-        total.gt_entropy += float(np.sum(a * np.log2(a / n)))
-    for name, table in _parts(plan, files, parts, "seg"):
-        _, seg_sizes = marginals(table)
-        _, column = np.unique(table.seg, return_inverse=True)
-        n_ij = table.count.astype(np.float64)
-        sums[name].merge += float(np.sum(n_ij * np.log2(n_ij / seg_sizes[column.ravel()])))
-        sums[name].seg_squares += sum_of_squares(seg_sizes)
+    with tempfile.TemporaryDirectory(prefix=".parts-", dir=plan.folder) as tmp:
+        folder = Path(tmp)
+        _split(plan, files, parts, folder)
+        sums = _summed(plan, folder, parts, n)
     scores = {
         name: Scores(
             voi_split=-s.split / n + 0.0,
@@ -134,25 +126,70 @@ def _partitioned(plan: CountPlan, files: Sequence[Path], parts: int, n: int) -> 
     return CountScores(n, scores, one_segment)
 
 
-def _parts(
-    plan: CountPlan, files: Sequence[Path], parts: int, by: str
-) -> Iterator[tuple[str, Table]]:
-    """Per part and dataset, the merged table of the pairs whose ``by`` id (gt or seg)
-    hashes to that part: all of them, from every block file."""
-    for part in range(parts):
-        totals = {name: Accumulator() for name in plan.datasets}
+def _summed(plan: CountPlan, folder: Path, parts: int, n: int) -> dict[str, _Sums]:
+    sums = {name: _Sums() for name in plan.datasets}
+    for name, table in _parts(plan, folder, parts, "gt"):
+        gt_sizes, _ = marginals(table)
+        _, row = np.unique(table.gt, return_inverse=True)
+        n_ij = table.count.astype(np.float64)
+        total = sums[name]
+        total.split += float(np.sum(n_ij * np.log2(n_ij / gt_sizes[row.ravel()])))
+        # Every pair of these labels is here, so each n_ij is complete before squaring.
+        total.squares += sum_of_squares(table.count)
+        total.gt_squares += sum_of_squares(gt_sizes)
+        a = gt_sizes.astype(np.float64)
+        total.gt_entropy += float(np.sum(a * np.log2(a / n)))
+    for name, table in _parts(plan, folder, parts, "seg"):
+        _, seg_sizes = marginals(table)
+        _, column = np.unique(table.seg, return_inverse=True)
+        n_ij = table.count.astype(np.float64)
+        sums[name].merge += float(np.sum(n_ij * np.log2(n_ij / seg_sizes[column.ravel()])))
+        sums[name].seg_squares += sum_of_squares(seg_sizes)
+    return sums
+
+
+def _split(plan: CountPlan, files: Sequence[Path], parts: int, folder: Path) -> None:
+    """Every block file read once: each dataset's rows appended to the file of their
+    label's part (sweep "gt") and to that of their segment's part (sweep "seg")."""
+    outputs = {
+        (by, part): (folder / f"{by}.{part}.bin").open("ab")
+        for by in _SWEEPS
+        for part in range(parts)
+    }
+    try:
         for path in files:
             with np.load(path) as data:
-                for name, total in totals.items():
+                for index, name in enumerate(plan.datasets):
                     # Each access of an npz member reads it again: read each column once.
                     table = Table(*(data[f"{name}/{c}"] for c in ("gt", "seg", "count")))
-                    take = _part_of(getattr(table, by), parts) == part
-                    if take.any():
-                        total.add(Table(table.gt[take], table.seg[take], table.count[take]))
-        for name, total in totals.items():
-            table = total.result()
-            if table.count.size:
-                yield name, table
+                    rows = np.empty(table.count.size, _ROW)
+                    rows["dataset"] = index
+                    rows["gt"], rows["seg"], rows["count"] = table.gt, table.seg, table.count
+                    for by in _SWEEPS:
+                        part = _part_of(getattr(table, by), parts)
+                        order = np.argsort(part, kind="stable")
+                        bounds = np.searchsorted(part[order], np.arange(parts + 1))
+                        for p in range(parts):
+                            if bounds[p + 1] > bounds[p]:
+                                rows[order[bounds[p] : bounds[p + 1]]].tofile(outputs[(by, p)])
+    finally:
+        for output in outputs.values():
+            output.close()
+
+
+def _parts(plan: CountPlan, folder: Path, parts: int, by: str) -> Iterator[tuple[str, Table]]:
+    """Per part and dataset, the merged table of the pairs whose ``by`` id (gt or seg)
+    hashes to that part: all of them, from the part's file (see `_split`)."""
+    for part in range(parts):
+        rows = np.fromfile(folder / f"{by}.{part}.bin", _ROW)
+        for index, name in enumerate(plan.datasets):
+            mine = rows[rows["dataset"] == index]
+            if not mine.size:
+                continue
+            total = Accumulator()
+            total.add(Table(mine["gt"].copy(), mine["seg"].copy(), mine["count"].copy()))
+            yield name, total.result()
+        del rows
 
 
 def _part_of(ids: np.ndarray, parts: int) -> np.ndarray:

@@ -196,6 +196,29 @@ def test_scores_in_parts_hold_one_part_at_a_time(
     assert max(held) < whole / 2
 
 
+def test_scores_in_parts_read_each_block_file_twice_whatever_the_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Once to count the rows, once to split them into the parts' files: not once a part.
+    volume, segmentation, _, _, _ = _scored_volume(tmp_path)
+    plan = plan_counts("seg", segmentation, volume, ["fragments"], (5, 7, 6), tmp_path / "c")
+    count_every_block(plan)
+    files = sorted(p for p in plan.folder.glob("*.npz") if not p.name.startswith("."))
+    whole = merged(plan)["fragments"].count.size
+    reads: list[Path] = []
+    original = np.load
+
+    def counting(path: object, *args: object, **kwargs: object) -> object:
+        reads.append(Path(str(path)))
+        return original(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(np, "load", counting)
+    count_scores(plan, budget=whole // 8)
+    assert len(files) > 4
+    assert sorted(reads) == sorted(files * 2)
+    assert not [p for p in plan.folder.iterdir() if p.is_dir()], "the part files are removed"
+
+
 def test_blockwise_counts_on_a_region_equal_the_crop(tmp_path: Path) -> None:
     volume, segmentation, truth, keep, seg = _scored_volume(tmp_path)
     # z 4..9 (world 32..80 nm: the segmentation starts at 16), y 3..18, x 2..12 voxels.
