@@ -103,8 +103,8 @@ class TileForward:
             raise ValueError(f"{len(tiles)} tiles for a batch of {self.batch}")
         cuda = self.device.type == "cuda"
         with torch.inference_mode():
-            x = self._stage(tiles)
-            x = normalize_raw_tensor(x.to(self.device, non_blocking=True), self.normalize)
+            staged = self._stage(tiles)
+            x = normalize_raw_tensor(staged.to(self.device, non_blocking=True), self.normalize)
             with autocast(self.device, self.precision), self._same_kernels_any_threads():
                 predicted = self.model(x)
             if not isinstance(predicted, tuple):
@@ -125,7 +125,10 @@ class TileForward:
             if cuda:
                 done = torch.cuda.Event()
                 done.record()
-        return PendingBatch(host, len(tiles), done)
+        # The staged tiles live as long as the batch: their copy to the device is done
+        # when its outputs are (torch's pinned cache would also wait for the copy before
+        # handing the buffer out again; this does not depend on it).
+        return PendingBatch(host, len(tiles), done, staged)
 
     @contextlib.contextmanager
     def _same_kernels_any_threads(self) -> Iterator[None]:
@@ -174,8 +177,8 @@ class TileForward:
         shape = (self.batch, 1, *self.input_shape)
         dtype = torch.from_numpy(np.empty(0, tiles[0].dtype)).dtype
         # Pinned memory copies to the GPU asynchronously. A new buffer every batch, as
-        # the last one may still be on its way; torch's pinned-memory cache hands a
-        # buffer out again only once the copies that read it have run.
+        # the last one may still be on its way (the batch keeps it until its outputs
+        # are back).
         staging = torch.empty(shape, dtype=dtype, pin_memory=self.device.type == "cuda")
         host = staging.numpy()
         for i, tile in enumerate(tiles):
@@ -187,10 +190,11 @@ class TileForward:
 class PendingBatch:
     """A submitted batch; `result()` waits for its outputs (once) and splits them by tile."""
 
-    def __init__(self, host: dict[str, Any], tiles: int, done: Any) -> None:
+    def __init__(self, host: dict[str, Any], tiles: int, done: Any, staged: Any) -> None:
         self._host = host
         self._tiles = tiles
         self._done = done
+        self._staged: Any = staged
 
     def ready(self) -> bool:
         """Whether `result()` would return without waiting for the device."""
@@ -199,6 +203,7 @@ class PendingBatch:
     def result(self) -> list[dict[str, np.ndarray]]:
         if self._done is not None:
             self._done.synchronize()
+        self._staged = None
         arrays = {key: value.numpy() for key, value in self._host.items()}
         return [{key: array[i] for key, array in arrays.items()} for i in range(self._tiles)]
 
