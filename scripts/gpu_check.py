@@ -284,10 +284,11 @@ def _profile_e2e(project: Path, config: object, iterations: int, cuda: bool, var
     """The trainer end to end under torch.profiler: where the time of the process goes.
 
     Prints the profiled wall time, the device's busy time (its kernels and copies) and the
-    host-to-device copies, then the operators with the most device time and the most CPU
-    time of their own: whether the GPU waits on the host (launches, copies, the batch
-    feeder) or computes."""
+    host-to-device copies, then the kernels with the most device time and the operators
+    with the most CPU time of their own: whether the GPU waits on the host (launches,
+    copies, the batch feeder) or computes."""
     import torch
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
@@ -303,17 +304,20 @@ def _profile_e2e(project: Path, config: object, iterations: int, cuda: bool, var
             us = getattr(entry, "self_cuda_time_total", 0.0)
         return float(us) / 1e6
 
-    device = sum(device_s(e) for e in averages)
-    copies = sum(device_s(e) for e in averages if "HtoD" in e.key or "Memcpy H" in e.key)
+    # The device's own events (kernels, copies): each operator's kernels are listed by
+    # it too, so summing over every entry would count them twice.
+    kernels = [e for e in averages if getattr(e, "device_type", None) == DeviceType.CUDA]
+    device = sum(device_s(e) for e in kernels)
+    copies = sum(device_s(e) for e in kernels if "HtoD" in e.key)
     print(
         f"gpu_check profile variant={variant} iterations={iterations} wall_s={wall:.1f} "
         f"device_busy_s={device:.1f} h2d_copy_s={copies:.2f} "
         f"(torch {torch.__version__}; the profiler slows the host side)",
         flush=True,
     )
-    by_device = sorted(averages, key=device_s, reverse=True)[:12]
+    by_device = sorted(kernels, key=device_s, reverse=True)[:12]
     by_cpu = sorted(averages, key=lambda e: e.self_cpu_time_total, reverse=True)[:12]
-    for title, rows in (("device", by_device if cuda else []), ("cpu", by_cpu)):
+    for title, rows in (("device", by_device), ("cpu", by_cpu)):
         for e in rows:
             print(
                 f"gpu_check profile top_{title} {e.key[:60]!r} calls={e.count} "
