@@ -9,7 +9,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +34,7 @@ from engine.predict.plan import (
     prepare_outputs,
     settings_hash,
 )
-from engine.predict.predictor import predict_in_process
+from engine.predict.predictor import Predictor, predict_every_block, predict_in_process
 from engine.project import config as cfg
 from engine.project.layout import Project, init_project
 from engine.runs.spec import Resources, RunSpec, read_spec, write_spec
@@ -193,6 +195,62 @@ def test_two_workers_equal_one_process_bitwise(trained: Project) -> None:
     assert len(logs) >= 2
     assert all("predicting on cpu in fp32, batches of 3 tiles" in t for t in logs)
     assert all(re.search(r"\d+ batches of up to 3 tiles in [\d.]+ s; the forward", t) for t in logs)
+
+
+class _QueuedDevice:
+    """The forward as a GPU runs it (the CPU cannot): `submit` queues a batch on a thread
+    of its own, the device, and returns at once; `ready` and `result` as TileForward's
+    batches on CUDA. Counts the batches submitted while another was still running."""
+
+    def __init__(self, forward: object) -> None:
+        self.forward = forward
+        self.device = ThreadPoolExecutor(1)
+        self.queued_behind = 0
+        self._last: Future[object] | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, tiles: list[np.ndarray]) -> object:
+        copies = [np.array(t) for t in tiles]  # the caller may reuse its tiles
+        with self._lock:
+            if self._last is not None and not self._last.done():
+                self.queued_behind += 1
+            future = self.device.submit(lambda: self.forward(copies))  # type: ignore[operator]
+            self._last = future
+
+        class Pending:
+            def ready(self) -> bool:
+                return future.done()
+
+            def result(self) -> object:
+                return future.result()
+
+        return Pending()
+
+
+def test_a_worker_queuing_batches_on_an_asynchronous_device_gives_the_same_bits(
+    trained: Project,
+) -> None:
+    # What a GPU worker does (the next batch queued behind the running one), with real
+    # lanes, blocks and outputs: every tile's output as in one process, none lost.
+    run_dir = _predict_run(trained, "queued", ["large.zarr"], workers=1, batch_size=3)
+    spec = read_spec(run_dir)
+    config = network_config(spec)
+    hashes = {
+        "checkpoint_sha256": checkpoint_hash(Path(spec.inputs["checkpoint"])),
+        "config_sha256": settings_hash(config),
+    }
+    (plan,) = plan_volumes(spec, config, run_dir)
+    prepare_outputs(plan, config, hashes, overwrite=False)
+    worker = Predictor.from_run(run_dir, plan.task_id, device="cpu")
+    device = _QueuedDevice(worker.forward)
+    worker.batcher.forward = device  # type: ignore[assignment]
+    predict_every_block(worker)
+    device.device.shutdown()
+    got, want = _outputs(run_dir, "large.zarr"), _reference(trained, "large.zarr")
+    for name in (AFFS, LSDS):
+        np.testing.assert_array_equal(got[name], want[name])
+    assert worker.batcher.batches >= 16  # 48 blocks of one tile, 3 a batch
+    assert device.queued_behind > 0, "no batch was ever queued behind a running one"
 
 
 def test_a_killed_worker_is_replaced_and_the_output_is_unchanged(trained: Project) -> None:
