@@ -28,6 +28,7 @@ from engine.predict.plan import (
     AFFS,
     LSDS,
     TRACKING,
+    VolumePlan,
     checkpoint_hash,
     network_config,
     plan_volumes,
@@ -126,16 +127,23 @@ def _reference(project: Project, volume: str) -> dict[str, np.ndarray]:
     run_dir = project.runs_dir / f"reference-{volume}"
     if not run_dir.exists():
         run_dir = _predict_run(project, run_dir.name, [volume], workers=1, batch_size=1)
-        spec = read_spec(run_dir)
-        config = network_config(spec)
-        hashes = {
-            "checkpoint_sha256": checkpoint_hash(Path(spec.inputs["checkpoint"])),
-            "config_sha256": settings_hash(config),
-        }
-        for plan in plan_volumes(spec, config, run_dir):
-            prepare_outputs(plan, config, hashes, overwrite=False)
+        _prepared(run_dir)
         predict_in_process(run_dir)
     return _outputs(run_dir, volume)
+
+
+def _prepared(run_dir: Path) -> list[VolumePlan]:
+    """The volume plans of a predict run, their outputs created as the run would."""
+    spec = read_spec(run_dir)
+    config = network_config(spec)
+    hashes = {
+        "checkpoint_sha256": checkpoint_hash(Path(spec.inputs["checkpoint"])),
+        "config_sha256": settings_hash(config),
+    }
+    plans = plan_volumes(spec, config, run_dir)
+    for plan in plans:
+        prepare_outputs(plan, config, hashes, overwrite=False)
+    return plans
 
 
 def _events(run_dir: Path, type_: str) -> list[dict[str, object]]:
@@ -233,14 +241,7 @@ def test_a_worker_queuing_batches_on_an_asynchronous_device_gives_the_same_bits(
     # What a GPU worker does (the next batch queued behind the running one), with real
     # lanes, blocks and outputs: every tile's output as in one process, none lost.
     run_dir = _predict_run(trained, "queued", ["large.zarr"], workers=1, batch_size=3)
-    spec = read_spec(run_dir)
-    config = network_config(spec)
-    hashes = {
-        "checkpoint_sha256": checkpoint_hash(Path(spec.inputs["checkpoint"])),
-        "config_sha256": settings_hash(config),
-    }
-    (plan,) = plan_volumes(spec, config, run_dir)
-    prepare_outputs(plan, config, hashes, overwrite=False)
+    (plan,) = _prepared(run_dir)
     worker = Predictor.from_run(run_dir, plan.task_id, device="cpu")
     device = _QueuedDevice(worker.forward)
     worker.batcher.forward = device  # type: ignore[assignment]
@@ -409,14 +410,7 @@ def test_every_model_type_predicts(tmp_path: Path) -> None:
         write_spec(train, spec)
         assert train_main([str(train)]) == 0
         run_dir = _predict_run(project, "predict", ["t.zarr"], workers=1)
-        predict_spec = read_spec(run_dir)
-        net = network_config(predict_spec)
-        hashes = {
-            "checkpoint_sha256": checkpoint_hash(Path(predict_spec.inputs["checkpoint"])),
-            "config_sha256": settings_hash(net),
-        }
-        for plan in plan_volumes(predict_spec, net, run_dir):
-            prepare_outputs(plan, net, hashes, overwrite=False)
+        _prepared(run_dir)
         predict_in_process(run_dir)
         root = zarr.open_group(str(run_dir / "predictions" / "t.zarr"), mode="r")
         expected = set(MODEL_TYPES[model_type].predicts)
